@@ -1,0 +1,455 @@
+"""Entity <-> row conversion (private; the cattrs preconf shape: :func:`make_converter`).
+
+Every entity gets generated cattrs functions, one per direction, with a per-field hook chosen
+once from the field's type. Nothing is looked up by reflection per row.
+
+SQL representation of Python values
+-----------------------------------
+========================  ==================================================================
+Python                    SQLite
+========================  ==================================================================
+``datetime`` (aware)      TEXT ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (RFC 3339, always UTC,
+                          fixed width, so text order is time order). Read: that form, any
+                          RFC 3339 offset, and SQLite's ``YYYY-MM-DD HH:MM:SS`` (UTC).
+``date``                  TEXT ``YYYY-MM-DD``
+``bool``                  INTEGER 0/1
+``Enum``                  its value (TEXT)
+``Json`` (dict, list …)   TEXT, compact JSON, UTF-8 kept (``ensure_ascii=False``)
+``None``                  NULL
+========================  ==================================================================
+
+Values are checked on the way in and on the way out; a bad one raises
+:class:`hive_store.ValidationError` naming the entity, each bad field and why.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any, Generic, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from hive_store.errors import ValidationError
+
+E = TypeVar("E")
+Hook = Callable[[Any], Any]
+
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+# -- timestamps ---------------------------------------------------------------------------------
+
+
+def format_timestamp(value: datetime) -> str:
+    """The one form hive_store writes: RFC 3339 in UTC with microseconds."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime: give it a timezone (e.g. datetime.now(timezone.utc))")
+    # isoformat, not strftime: %Y is not zero-padded below year 1000 on glibc.
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Read every timestamp form found in Hive databases; naive ones are UTC (SQLite's clock)."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a timestamp: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+# -- field kinds ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class FieldInfo:
+    """What the converters know about one column."""
+
+    name: str
+    kind: str  # str | int | float | bool | datetime | date | enum | json
+    nullable: bool
+    enum_type: type[enum.Enum] | None = None
+
+
+def _field_info(field: attrs.Attribute[Any]) -> FieldInfo:
+    if field.metadata.get("json"):
+        return FieldInfo(field.name, "json", bool(field.metadata.get("nullable", True)))
+    tp = field.type
+    nullable = False
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        nullable = len(args) != len(typing.get_args(tp))
+        if len(args) != 1:
+            raise TypeError(f"{field.name}: unsupported union type {tp!r}")
+        tp = args[0]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return FieldInfo(field.name, "enum", nullable, tp)
+    kinds: dict[Any, str] = {
+        str: "str", int: "int", float: "float", bool: "bool", datetime: "datetime", date: "date",
+    }
+    if tp not in kinds:
+        raise TypeError(f"{field.name}: unsupported column type {tp!r}")
+    return FieldInfo(field.name, kinds[tp], nullable)
+
+
+# Hooks from SQL/Python values to entity values ("structure") ------------------------------------
+
+
+def _s_str(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    raise TypeError(f"expected text, got {type(v).__name__}")
+
+
+def _s_int(v: Any) -> int:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    raise TypeError(f"expected an integer, got {type(v).__name__}")
+
+
+def _s_float(v: Any) -> float:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    raise TypeError(f"expected a number, got {type(v).__name__}")
+
+
+def _s_bool(v: Any) -> bool:
+    if v is True or v is False:
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    raise TypeError(f"expected a boolean (0/1), got {v!r:.40}")
+
+
+def _s_datetime(v: Any) -> datetime:
+    if isinstance(v, datetime):
+        return v if v.tzinfo is not None else v.replace(tzinfo=UTC)
+    if isinstance(v, str):
+        return parse_timestamp(v)
+    raise TypeError(f"expected a timestamp, got {type(v).__name__}")
+
+
+def _s_date(v: Any) -> date:
+    if isinstance(v, date) and not isinstance(v, datetime):
+        return v
+    if isinstance(v, str):
+        try:
+            return date.fromisoformat(v.strip()[:10])
+        except ValueError:
+            raise ValueError(f"not a date: {v[:40]!r}") from None
+    raise TypeError(f"expected a date, got {type(v).__name__}")
+
+
+def _s_json(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError as exc:
+            raise ValueError(f"invalid JSON text ({exc})") from None
+    return v
+
+
+def _s_enum(enum_type: type[enum.Enum]) -> Hook:
+    allowed = ", ".join(repr(m.value) for m in enum_type)
+
+    def hook(v: Any) -> enum.Enum:
+        try:
+            return enum_type(v)
+        except ValueError:
+            raise ValueError(f"{v!r:.40} is not one of {allowed}") from None
+
+    return hook
+
+
+# Hooks from entity values to SQL values ("unstructure"); they check types strictly ------------
+
+
+def _u_str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"expected str, got {type(v).__name__}")
+    if not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text is not valid Unicode (lone surrogate)") from None
+    return v
+
+
+def _u_int(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(f"expected int, got {type(v).__name__}")
+    if not _INT_MIN <= v <= _INT_MAX:
+        raise ValueError("integer out of the 64-bit range SQLite stores")
+    return v
+
+
+def _u_float(v: Any) -> float:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise TypeError(f"expected float, got {type(v).__name__}")
+    f = float(v)
+    if math.isnan(f):
+        raise ValueError("NaN cannot be stored (SQLite turns it into NULL)")
+    return f
+
+
+def _u_bool(v: Any) -> int:
+    if v is True:
+        return 1
+    if v is False:
+        return 0
+    raise TypeError(f"expected bool, got {type(v).__name__}")
+
+
+def _u_datetime(v: Any) -> str:
+    if not isinstance(v, datetime):
+        raise TypeError(f"expected datetime, got {type(v).__name__}")
+    return format_timestamp(v)
+
+
+def _u_date(v: Any) -> str:
+    if not isinstance(v, date) or isinstance(v, datetime):
+        raise TypeError(f"expected date, got {type(v).__name__}")
+    return v.isoformat()
+
+
+def _u_json(v: Any) -> str:
+    try:
+        text = json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not JSON-serialisable ({exc})") from None
+    return _u_str(text)
+
+
+def _u_enum(enum_type: type[enum.Enum]) -> Hook:
+    structure = _s_enum(enum_type)
+
+    def hook(v: Any) -> Any:
+        if isinstance(v, enum_type):
+            return v.value
+        return structure(v).value
+
+    return hook
+
+
+_STRUCTURE: dict[str, Hook] = {
+    "str": _s_str, "int": _s_int, "float": _s_float, "bool": _s_bool,
+    "datetime": _s_datetime, "date": _s_date, "json": _s_json,
+}
+_UNSTRUCTURE: dict[str, Hook] = {
+    "str": _u_str, "int": _u_int, "float": _u_float, "bool": _u_bool,
+    "datetime": _u_datetime, "date": _u_date, "json": _u_json,
+}
+
+
+def _nullable(hook: Hook, name: str) -> Hook:
+    def nullable_hook(v: Any) -> Any:
+        return None if v is None else hook(v)
+
+    nullable_hook.__name__ = f"nullable_{name}"
+    return nullable_hook
+
+
+def _not_null(hook: Hook) -> Hook:
+    def not_null_hook(v: Any) -> Any:
+        if v is None:
+            raise ValueError("must not be None (the column is NOT NULL)")
+        return hook(v)
+
+    return not_null_hook
+
+
+def _ignore_type(hook: Hook) -> Callable[[Any, Any], Any]:
+    """cattrs structure hooks take ``(value, type)``; ours only need the value."""
+
+    def struct(value: Any, _type: Any) -> Any:
+        return hook(value)
+
+    return struct
+
+
+def structure_hook(info: FieldInfo) -> Hook:
+    """The hook turning a stored or user-given value into the field's Python value."""
+    hook = _s_enum(info.enum_type) if info.enum_type else _STRUCTURE[info.kind]
+    return _nullable(hook, info.kind) if info.nullable else _not_null(hook)
+
+
+def unstructure_hook(info: FieldInfo) -> Hook:
+    """The hook turning a field's Python value into the value bound to SQLite."""
+    hook = _u_enum(info.enum_type) if info.enum_type else _UNSTRUCTURE[info.kind]
+    return _nullable(hook, info.kind) if info.nullable else _not_null(hook)
+
+
+# -- converter and codecs -------------------------------------------------------------------------
+
+
+def make_converter() -> cattrs.Converter:
+    """A cattrs converter for hive_store values (timestamps, dates, enums, bools)."""
+    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
+    conv.register_structure_hook(datetime, lambda v, _: _s_datetime(v))
+    conv.register_unstructure_hook(datetime, _u_datetime)
+    conv.register_structure_hook(date, lambda v, _: _s_date(v))
+    conv.register_unstructure_hook(date, _u_date)
+    conv.register_structure_hook(bool, lambda v, _: _s_bool(v))
+    conv.register_unstructure_hook(bool, _u_bool)
+    return conv
+
+
+_converter = make_converter()
+
+
+def _reasons(exc: BaseException) -> list[tuple[str, str]]:
+    """(field, reason) pairs from a cattrs detailed-validation error."""
+    out: list[tuple[str, str]] = []
+    if isinstance(exc, cattrs.ClassValidationError):
+        for sub in exc.exceptions:
+            if isinstance(sub, cattrs.ForbiddenExtraKeysError):
+                out.append((", ".join(sorted(sub.extra_fields)), "unknown field"))
+                continue
+            notes = getattr(sub, "__notes__", [])
+            field = "?"
+            for note in notes:
+                note_text = str(note)
+                if note_text.startswith("Structuring class") and "@ attribute" in note_text:
+                    field = note_text.rsplit("@ attribute", 1)[1].strip()
+            if isinstance(sub, KeyError) and field == "?":
+                field, reason = str(sub.args[0]) if sub.args else "?", "required field is missing"
+            else:
+                reason = str(sub) if not isinstance(sub, KeyError) else "required field is missing"
+            out.append((field, reason))
+        if exc.exceptions == () or not out:
+            out.append(("?", str(exc)))
+    elif isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        out.append((", ".join(sorted(exc.extra_fields)), "unknown field"))
+    else:
+        out.append(("?", str(exc)))
+    return out
+
+
+class EntityCodec(Generic[E]):
+    """Generated row <-> entity functions and the table facts of one entity class."""
+
+    __slots__ = (
+        "_by_name",
+        "_struct",
+        "_struct_hooks",
+        "_unstruct",
+        "_unstruct_hooks",
+        "autoincrement",
+        "cls",
+        "columns",
+        "fields",
+        "name",
+        "pk",
+        "table",
+    )
+
+    def __init__(self, cls: type[E]) -> None:
+        if not attrs.has(cls):
+            raise TypeError(f"{cls!r} is not an attrs class")
+        attrs.resolve_types(cls)
+        self.cls = cls
+        self.name: str = cls.__name__
+        self.table: str = cls.__table__  # type: ignore[attr-defined]
+        self.pk: str = cls.__pk__  # type: ignore[attr-defined]
+        self.autoincrement: bool = bool(getattr(cls, "__autoincrement__", False))
+        fields = attrs.fields(cls)
+        self.fields: tuple[FieldInfo, ...] = tuple(_field_info(f) for f in fields)
+        if self.autoincrement:
+            # The key is None until SQLite assigns it.
+            self.fields = tuple(
+                attrs.evolve(fi, nullable=True) if fi.name == self.pk else fi for fi in self.fields
+            )
+        self.columns: tuple[str, ...] = tuple(f.name for f in fields)
+        if self.pk not in self.columns:
+            raise TypeError(f"{self.name}: primary key {self.pk!r} is not a field")
+        self._by_name = {fi.name: fi for fi in self.fields}
+        self._struct_hooks = {fi.name: structure_hook(fi) for fi in self.fields}
+        self._unstruct_hooks = {fi.name: unstructure_hook(fi) for fi in self.fields}
+        struct_overrides: dict[str, Any] = {
+            n: override(struct_hook=_ignore_type(h)) for n, h in self._struct_hooks.items()
+        }
+        unstruct_overrides: dict[str, Any] = {
+            n: override(unstruct_hook=h) for n, h in self._unstruct_hooks.items()
+        }
+        generic_cls: Any = cls
+        self._struct: Callable[[Mapping[str, Any], Any], Any] = make_dict_structure_fn(
+            generic_cls, _converter, _cattrs_forbid_extra_keys=True,
+            _cattrs_detailed_validation=True, **struct_overrides,
+        )
+        self._unstruct: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
+            generic_cls, _converter, **unstruct_overrides,
+        )
+
+    # rows -> entities
+    def from_row(self, row: tuple[Any, ...] | list[Any]) -> E:
+        """Build the entity from a row whose values are in :attr:`columns` order."""
+        return self.structure(dict(zip(self.columns, row, strict=True)))
+
+    def structure(self, data: Mapping[str, Any]) -> E:
+        """Build the entity from a mapping of field names (missing fields take defaults)."""
+        try:
+            entity: E = self._struct(data, self.cls)
+            return entity
+        except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError) as exc:
+            raise ValidationError(self.name, _reasons(exc)) from None
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValidationError(self.name, [("?", str(exc))]) from None
+
+    # entities -> rows
+    def to_row(self, entity: E) -> tuple[Any, ...]:
+        """The SQL values of the entity in :attr:`columns` order; checks every field."""
+        if type(entity) is not self.cls:
+            raise ValidationError(
+                self.name, [("*", f"expected a {self.name}, got {type(entity).__name__}")]
+            )
+        try:
+            return tuple(self._unstruct(entity).values())
+        except (TypeError, ValueError, AttributeError):
+            raise ValidationError(self.name, self.errors(entity)) from None
+
+    def errors(self, entity: E) -> list[tuple[str, str]]:
+        """Every (field, reason) that would stop this entity from being stored."""
+        out = []
+        for name, hook in self._unstruct_hooks.items():
+            try:
+                hook(getattr(entity, name))
+            except (TypeError, ValueError, AttributeError) as exc:
+                out.append((name, str(exc)))
+        return out or [("?", "unknown conversion error")]
+
+    def field(self, name: str) -> FieldInfo:
+        """The named field; a :class:`ValidationError` for a name that is not a column."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ValidationError(self.name, [(name, "no such field")]) from None
+
+    def to_sql(self, name: str, value: Any) -> Any:
+        """One field's value as bound to SQLite (for filters); checked like a write."""
+        try:
+            return self._unstruct_hooks[self.field(name).name](value)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(self.name, [(name, str(exc))]) from None
+
+    def key_of(self, entity: Any) -> Any:
+        """The primary key value of an entity."""
+        return getattr(entity, self.pk)
+
+    def evolve(self, entity: E, **changes: Any) -> E:
+        """A copy of ``entity`` with ``changes`` (field names are checked)."""
+        for name in changes:
+            self.field(name)
+        new: E = attrs.evolve(entity, **changes)  # type: ignore[misc]
+        return new

@@ -1,0 +1,163 @@
+"""Hook specifications of hive_store (pluggy project ``hive_store``).
+
+A plugin is a module or object with functions marked ``@hive_store.hookimpl`` whose names are
+the specs below. Register it under the ``hive_store`` entry-point group::
+
+    [project.entry-points.hive_store]
+    my_plugin = "my_package.plugin"
+
+Hooks are called with keyword arguments; an implementation may accept any subset of a spec's
+parameters. Unless a spec says ``firstresult``, every implementation is called and the results
+are collected in a list (``None`` results are dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from hive_store.backend import Backend
+    from hive_store.changes import Change
+    from hive_store.migrations import MigrationSet, Migrator
+    from hive_store.plugins import Plugins
+    from hive_store.store import Store
+    from hive_store.url import StoreURL
+
+PROJECT = "hive_store"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec(firstresult=True)
+def hive_store_backend(url: StoreURL, options: dict[str, Any], plugins: Plugins) -> Backend | None:
+    """Open a backend for ``url`` if this plugin handles its scheme.
+
+    firstresult: the first non-``None`` result is used.
+
+    :param url: the parsed store URL (``url.scheme`` is e.g. ``"sqlite"``)
+    :param options: backend options given to :func:`hive_store.open` (pool size, timeouts …);
+        a backend must reject options it does not know with :class:`ConfigurationError`
+    :param plugins: the plugin façade; call ``plugins.prepare_connection(conn, backend)`` for
+        every connection the backend opens
+    :return: a :class:`hive_store.backend.Backend`, or ``None`` if the scheme is not handled
+    """
+    return None
+
+
+@hookspec
+def hive_store_backend_schemes() -> Sequence[str]:
+    """Name the URL schemes this plugin's backend handles (for listings and error messages).
+
+    :return: scheme names such as ``["sqlite"]``
+    """
+    return ()
+
+
+@hookspec
+def hive_store_prepare_connection(connection: Any, backend: Backend) -> None:
+    """Prepare each new database connection before it is used (pragmas, SQL functions).
+
+    Called once per connection, for every connection a backend opens, in the thread that
+    opened it. For the SQLite backend ``connection`` is a :class:`sqlite3.Connection` in
+    autocommit mode; do not leave a transaction open.
+
+    :param connection: the backend's native connection
+    :param backend: the backend that opened it
+    """
+
+
+@hookspec
+def hive_store_register_entities() -> Sequence[type]:
+    """Name the entity classes (frozen attrs classes with ``__table__`` and ``__pk__``) whose
+    tables this plugin owns. The store gets a repository for each, as ``store.repo(cls)`` and
+    as ``store.<table>``. The plugin must also create the table (in its migrations).
+
+    :return: entity classes
+    """
+    return ()
+
+
+@hookspec
+def hive_store_register_migrations() -> Sequence[MigrationSet]:
+    """Name the migration sets this plugin owns. Each set has its own namespace and version
+    sequence; the core schema is the set ``"hive_store"``.
+
+    :return: :class:`hive_store.migrations.MigrationSet` objects
+    """
+    return ()
+
+
+@hookspec(firstresult=True)
+def hive_store_migrator(backend: Backend) -> Migrator | None:
+    """Give the object that applies migration sets to ``backend``.
+
+    firstresult: the first non-``None`` result is used.
+
+    :param backend: the opened backend
+    :return: a :class:`hive_store.migrations.Migrator`, or ``None``
+    """
+    return None
+
+
+@hookspec
+def hive_store_register_health_checks() -> Sequence[Callable[..., Any]]:
+    """Name health checks. Each is a callable ``check(store) -> HealthResult``; a check that
+    raises is reported as failed with its error.
+
+    :return: check callables
+    """
+    return ()
+
+
+@hookspec
+def hive_store_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``hive-store`` command line.
+
+    :param cli: the top-level click group; call ``cli.add_command(...)``
+    """
+
+
+@hookspec
+def hive_store_before_commit(store: Store, connection: Any, changes: Sequence[Change]) -> None:
+    """Called inside a write transaction, just before it commits, with every change it made.
+
+    Use it to write derived rows in the same transaction (an outbox, an index). Raising
+    rolls the whole transaction back; the error reaches the caller.
+
+    :param store: the store
+    :param connection: the transaction's native connection (write through it, not the store)
+    :param changes: the changes of the transaction, in order
+    """
+
+
+@hookspec
+def hive_store_after_commit(store: Store, changes: Sequence[Change]) -> None:
+    """Post-commit change event: called once after a write transaction has committed.
+
+    Never called for a rolled-back write. Errors raised here are logged and swallowed: the
+    data is already committed.
+
+    :param store: the store
+    :param changes: the committed changes, in order
+    """
+
+
+@hookspec
+def hive_store_store_opened(store: Store) -> None:
+    """Called once when a store is open and migrated, before :func:`hive_store.open` returns.
+
+    :param store: the new store
+    """
+
+
+@hookspec
+def hive_store_store_closing(store: Store) -> None:
+    """Called once when a store is closing, before its backend closes.
+
+    :param store: the store
+    """

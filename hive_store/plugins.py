@@ -1,0 +1,297 @@
+"""Plugin loading and the typed façade over pluggy's PluginManager.
+
+Plugins come from the ``hive_store`` entry-point group (the built-in ones too, exactly like a
+third-party plugin). Each is imported and registered **in isolation**: one that fails to import,
+to register, or that implements a hook that does not exist is recorded in
+:attr:`Plugins.failures` and the rest keep working.
+
+Environment:
+
+``HIVE_STORE_STRICT_PLUGINS=1``
+    re-raise the first plugin failure as :class:`hive_store.PluginError`.
+``HIVE_STORE_LOAD_PLUGINS=a,b``
+    allow-list of third-party plugins by entry-point name (empty = load none of them); the
+    plugins shipped with hive-store are always loaded unless disabled.
+``HIVE_STORE_DISABLE_PLUGINS=a,b``
+    block-list by entry-point name (applies to built-in plugins too).
+
+Loading is lazy (on first use) and idempotent; importing hive_store loads nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pluggy
+
+from hive_store import hookspecs
+from hive_store.errors import PluginError
+
+if TYPE_CHECKING:
+    import click
+
+    from hive_store.backend import Backend
+    from hive_store.changes import Change
+    from hive_store.migrations import MigrationSet, Migrator
+    from hive_store.store import Store
+    from hive_store.url import StoreURL
+
+log = logging.getLogger("hive_store.plugins")
+
+ENTRY_POINT_GROUP = "hive_store"
+OWN_DISTRIBUTION = "hive-store"
+
+
+@attrs.frozen
+class PluginFailure:
+    """A plugin that could not be used.
+
+    :ivar name: entry-point (or registration) name
+    :ivar distribution: the installed distribution that provides it, if known
+    :ivar error: one-line description of what went wrong
+    :ivar stage: ``"load"``, ``"validate"`` or the hook that failed
+    """
+
+    name: str
+    distribution: str | None
+    error: str
+    stage: str = "load"
+    details: str = attrs.field(default="", repr=False)
+
+
+@attrs.frozen
+class PluginInfo:
+    """A loaded plugin: its name, distribution, version and the hooks it implements."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: tuple[str, ...]
+    builtin: bool
+
+
+def _env_list(name: str) -> set[str] | None:
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _normalise(dist: str | None) -> str | None:
+    return dist.lower().replace("_", "-") if dist else None
+
+
+class Plugins:
+    """The plugin manager façade: one typed method per hook."""
+
+    def __init__(self, *, entry_points: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._entry_points = entry_points
+        self._loaded = False
+        self._lock = threading.RLock()
+        self.failures: list[PluginFailure] = []
+        self._meta: dict[str, tuple[str | None, str | None, bool]] = {}
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def ensure_loaded(self) -> Plugins:
+        """Load the plugins once (thread-safe); later calls do nothing."""
+        if self._loaded:
+            return self
+        with self._lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+        return self
+
+    def _fail(self, failure: PluginFailure, exc: BaseException | None = None) -> None:
+        self.failures.append(failure)
+        log.warning("hive_store plugin %s failed (%s): %s", failure.name, failure.stage,
+                    failure.error)
+        if _truthy("HIVE_STORE_STRICT_PLUGINS"):
+            raise PluginError(f"plugin {failure.name!r}: {failure.error}") from exc
+
+    def _load(self) -> None:
+        from hive_store import _builtin
+
+        self.register(_builtin, name="hive_store.core", builtin=True)
+        if not self._entry_points:
+            return
+        allow = _env_list("HIVE_STORE_LOAD_PLUGINS")
+        deny = _env_list("HIVE_STORE_DISABLE_PLUGINS") or set()
+        eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+                     key=lambda ep: (_normalise(ep.dist.name if ep.dist else None)
+                                     != OWN_DISTRIBUTION, ep.name))
+        for ep in eps:
+            dist = ep.dist.name if ep.dist else None
+            version = ep.dist.version if ep.dist else None
+            builtin = _normalise(dist) == OWN_DISTRIBUTION
+            if ep.name in deny:
+                self.pm.set_blocked(ep.name)
+                continue
+            if allow is not None and not builtin and ep.name not in allow:
+                continue
+            if self.pm.has_plugin(ep.name) or self.pm.is_blocked(ep.name):
+                continue
+            try:
+                obj = ep.load()
+            except BaseException as exc:
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                self._fail(PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}", "load",
+                                         traceback.format_exc()), exc)
+                continue
+            self.register(obj, name=ep.name, distribution=dist, version=version, builtin=builtin)
+
+    def register(self, plugin: Any, *, name: str | None = None, distribution: str | None = None,
+                 version: str | None = None, builtin: bool = False) -> str | None:
+        """Register a plugin object or module now; validated at once (a misspelled hook
+        implementation is a :class:`PluginFailure`, or a :class:`PluginError` when strict).
+        Returns the registered name, or ``None`` if it was rejected."""
+        label = name or getattr(plugin, "__name__", None) or repr(plugin)
+        try:
+            registered = self.pm.register(plugin, name=name)
+            if registered is None:
+                return None
+            try:
+                self.pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                self.pm.unregister(plugin)
+                raise PluginError(
+                    f"plugin {label!r} implements an unknown hook ({exc}); check the spelling "
+                    "against hive_store.hookspecs"
+                ) from None
+        except (PluginError, pluggy.PluginValidationError, ValueError) as exc:
+            self._fail(PluginFailure(label, distribution, str(exc), "validate"), exc)
+            return None
+        self._meta[registered] = (distribution, version, builtin)
+        return registered
+
+    def unregister(self, name: str) -> None:
+        """Remove a registered plugin (e.g. at the end of a test)."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin, name=name)
+        self._meta.pop(name, None)
+
+    def info(self) -> list[PluginInfo]:
+        """The loaded plugins with versions and the hooks each implements."""
+        self.ensure_loaded()
+        out = []
+        for name, plugin in self.pm.list_name_plugin():
+            hooks = tuple(sorted(
+                caller.name for caller in self.pm.get_hookcallers(plugin) or []
+            ))
+            dist, version, builtin = self._meta.get(name, (None, None, False))
+            out.append(PluginInfo(name, dist, version, hooks, builtin))
+        return sorted(out, key=lambda p: (not p.builtin, p.name))
+
+    # -- isolated calls -------------------------------------------------------------------------
+
+    def _each(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """Call every implementation of ``hook`` separately; a raising one is recorded."""
+        self.ensure_loaded()
+        caller = getattr(self.pm.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):
+            args = {k: kwargs[k] for k in impl.argnames}
+            try:
+                result = impl.function(**args)
+            except Exception as exc:
+                dist = self._meta.get(impl.plugin_name, (None,))[0]
+                self._fail(PluginFailure(impl.plugin_name, dist, f"{type(exc).__name__}: {exc}",
+                                         hook, traceback.format_exc()), exc)
+                continue
+            if result is not None:
+                yield impl.plugin_name, result
+
+    # -- one method per hook ------------------------------------------------------------------
+
+    def backend(self, url: StoreURL, options: dict[str, Any]) -> Backend | None:
+        self.ensure_loaded()
+        result: Backend | None = self.pm.hook.hive_store_backend(
+            url=url, options=options, plugins=self)
+        return result
+
+    def backend_schemes(self) -> list[str]:
+        return sorted({s for _, schemes in self._each("hive_store_backend_schemes")
+                       for s in schemes})
+
+    def prepare_connection(self, connection: Any, backend: Backend) -> None:
+        self.ensure_loaded()
+        self.pm.hook.hive_store_prepare_connection(connection=connection, backend=backend)
+
+    def entities(self) -> list[type]:
+        out: list[type] = []
+        for _, classes in self._each("hive_store_register_entities"):
+            out.extend(c for c in classes if c not in out)
+        return out
+
+    def migration_sets(self) -> list[MigrationSet]:
+        return [s for _, sets in self._each("hive_store_register_migrations") for s in sets]
+
+    def migrator(self, backend: Backend) -> Migrator | None:
+        self.ensure_loaded()
+        result: Migrator | None = self.pm.hook.hive_store_migrator(backend=backend)
+        return result
+
+    def health_checks(self) -> list[Callable[..., Any]]:
+        return [c for _, checks in self._each("hive_store_register_health_checks") for c in checks]
+
+    def register_commands(self, cli: click.Group) -> None:
+        for _ in self._each("hive_store_register_commands", cli=cli):
+            pass
+
+    def before_commit(self, store: Store, connection: Any, changes: Sequence[Change]) -> None:
+        self.ensure_loaded()
+        self.pm.hook.hive_store_before_commit(store=store, connection=connection, changes=changes)
+
+    def after_commit(self, store: Store, changes: Sequence[Change]) -> None:
+        self.ensure_loaded()
+        caller = self.pm.hook.hive_store_after_commit
+        for impl in reversed(caller.get_hookimpls()):
+            args = {"store": store, "changes": changes}
+            try:
+                impl.function(**{k: args[k] for k in impl.argnames})
+            except Exception:
+                log.exception("after_commit hook of plugin %s failed", impl.plugin_name)
+
+    def store_opened(self, store: Store) -> None:
+        for _ in self._each("hive_store_store_opened", store=store):
+            pass
+
+    def store_closing(self, store: Store) -> None:
+        for _ in self._each("hive_store_store_closing", store=store):
+            pass
+
+
+_default: Plugins | None = None
+_default_lock = threading.Lock()
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin set (loaded on first use)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Plugins()
+    return _default.ensure_loaded()
+
+
+def reset_plugins() -> None:
+    """Forget the process-wide plugin set (the next use loads again; for tests)."""
+    global _default
+    with _default_lock:
+        _default = None

@@ -1,0 +1,450 @@
+"""The storage façade: :func:`open` returns a :class:`Store` with one typed repository per
+entity, transactions, and the domain operations of a consensus app."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import attrs
+
+from hive_store._converters import EntityCodec
+from hive_store.backend import Backend, Repository
+from hive_store.changes import Change
+from hive_store.entities import (
+    ActivityLog,
+    BudgetLimit,
+    Configuration,
+    ConsensusFact,
+    ConsensusMetric,
+    ConsensusProfile,
+    ConsensusSetting,
+    Conversation,
+    ConversationContext,
+    ConversationKeyword,
+    ConversationThread,
+    ConversationTopic,
+    ConversationUsage,
+    CostAnalytics,
+    CuratorTruth,
+    DailyUsageSummary,
+    EventType,
+    FeatureUsage,
+    ImprovementPattern,
+    KnowledgeConversation,
+    License,
+    Message,
+    ModelRanking,
+    ModelSelection,
+    OpenRouterModel,
+    OpenRouterProvider,
+    PendingSync,
+    PerformanceMetric,
+    PipelineProfile,
+    ProfileTemplate,
+    ProviderPerformance,
+    Setting,
+    Stage,
+    SyncMetadata,
+    UsageRecord,
+    User,
+    utcnow,
+)
+from hive_store.errors import (
+    ConfigurationError,
+    HiveStoreError,
+    MigrationError,
+    PluginError,
+    StoreClosed,
+    ValidationError,
+)
+from hive_store.plugins import Plugins, get_plugins
+from hive_store.url import default_url, parse_url
+
+log = logging.getLogger("hive_store")
+E = TypeVar("E")
+
+STAGE_ORDER = (Stage.GENERATOR, Stage.REFINER, Stage.VALIDATOR, Stage.CURATOR)
+
+
+@attrs.frozen(kw_only=True)
+class StageOutput:
+    """What one consensus stage produced (the input of :meth:`Store.record_consensus`)."""
+
+    stage: Stage = attrs.field(converter=Stage)
+    model: str
+    answer: str
+    tokens_input: int = 0
+    tokens_output: int = 0
+    cost: float = 0.0
+    duration_ms: int | None = None
+    provider: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ConsensusRun:
+    """Everything :meth:`Store.record_consensus` wrote, as stored."""
+
+    conversation: Conversation
+    messages: tuple[Message, ...]
+    knowledge: KnowledgeConversation
+    curator_truth: CuratorTruth
+    usage: UsageRecord
+    conversation_usage: ConversationUsage
+    activity: ActivityLog
+
+    @property
+    def conversation_id(self) -> str:
+        return self.conversation.id
+
+
+class _Listener:
+    """Forwards a backend's transaction changes to the plugin hooks."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def before_commit(self, connection: Any, changes: Sequence[Change]) -> None:
+        self.store.plugins.before_commit(self.store, connection, changes)
+
+    def after_commit(self, changes: Sequence[Change]) -> None:
+        self.store.plugins.after_commit(self.store, changes)
+
+
+class Store:
+    """An open hive-store database. Use :func:`hive_store.open` to get one; close it (or use
+    ``with``) when done. Thread-safe: share one store between threads."""
+
+    users: Repository[User]
+    configurations: Repository[Configuration]
+    openrouter_providers: Repository[OpenRouterProvider]
+    openrouter_models: Repository[OpenRouterModel]
+    pipeline_profiles: Repository[PipelineProfile]
+    consensus_profiles: Repository[ConsensusProfile]
+    conversations: Repository[Conversation]
+    messages: Repository[Message]
+    usage_records: Repository[UsageRecord]
+    budget_limits: Repository[BudgetLimit]
+    sync_metadata: Repository[SyncMetadata]
+    settings: Repository[Setting]
+    consensus_settings: Repository[ConsensusSetting]
+    conversation_usage: Repository[ConversationUsage]
+    knowledge_conversations: Repository[KnowledgeConversation]
+    curator_truths: Repository[CuratorTruth]
+    conversation_context: Repository[ConversationContext]
+    conversation_topics: Repository[ConversationTopic]
+    conversation_keywords: Repository[ConversationKeyword]
+    improvement_patterns: Repository[ImprovementPattern]
+    conversation_threads: Repository[ConversationThread]
+    pending_sync: Repository[PendingSync]
+    provider_performance: Repository[ProviderPerformance]
+    model_rankings: Repository[ModelRanking]
+    consensus_metrics: Repository[ConsensusMetric]
+    cost_analytics: Repository[CostAnalytics]
+    feature_usage: Repository[FeatureUsage]
+    profile_templates: Repository[ProfileTemplate]
+    model_selection_history: Repository[ModelSelection]
+    performance_metrics: Repository[PerformanceMetric]
+    activity_log: Repository[ActivityLog]
+    licenses: Repository[License]
+    daily_usage_summary: Repository[DailyUsageSummary]
+    consensus_facts: Repository[ConsensusFact]
+
+    def __init__(self, backend: Backend, plugins: Plugins) -> None:
+        self.backend = backend
+        self.plugins = plugins
+        self.url = backend.url
+        self._closed = False
+        self._codecs: dict[type, EntityCodec[Any]] = {}
+        self._by_table: dict[str, type] = {}
+        for cls in plugins.entities():
+            codec: EntityCodec[Any] = EntityCodec(cls)
+            if codec.table in self._by_table and self._by_table[codec.table] is not cls:
+                raise PluginError(f"two entities claim the table {codec.table!r}")
+            self._codecs[cls] = codec
+            self._by_table[codec.table] = cls
+            self.__dict__[codec.table] = backend.repository(codec)
+        backend.set_commit_listener(_Listener(self))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<hive_store.Store {self.url} ({state})>"
+
+    # -- repositories ---------------------------------------------------------------------------
+
+    def repo(self, entity: type[E]) -> Repository[E]:
+        """The repository of an entity class (core or plugin-registered)."""
+        codec = self._codecs.get(entity)
+        if codec is None:
+            raise ConfigurationError(
+                f"{getattr(entity, '__name__', entity)!r} is not a registered entity"
+            )
+        repo: Repository[E] = self.__dict__[codec.table]
+        return repo
+
+    def codec(self, entity: type[E]) -> EntityCodec[E]:
+        """Row conversion facts of an entity class (table, key, columns)."""
+        self.repo(entity)
+        return self._codecs[entity]
+
+    @property
+    def entities(self) -> dict[str, type]:
+        """Registered entity classes by table name."""
+        return dict(self._by_table)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that are not repositories (those live in __dict__).
+        raise AttributeError(
+            f"Store has no attribute {name!r} (tables: {', '.join(sorted(self._by_table))})"
+        )
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Make every repository call in the block one atomic write.
+
+        Nested blocks are savepoints: an exception rolls back to where the block began and
+        propagates. Transactions belong to the calling thread; other threads wait for the
+        writer (up to ``connection_timeout``). Post-commit change events fire after the
+        outermost block commits, never for a rollback.
+        """
+        self._check_open()
+        with self.backend.transaction():
+            yield self
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("the store is closed")
+
+    # -- domain operations --------------------------------------------------------------------
+
+    def record_consensus(
+        self,
+        question: str,
+        stages: Sequence[StageOutput],
+        *,
+        user_id: str | None = None,
+        profile_id: str | None = None,
+        conversation_id: str | None = None,
+        confidence: float = 0.8,
+        topic_summary: str | None = None,
+        quality_score: float | None = None,
+        started_at: datetime | None = None,
+        completed_at: datetime | None = None,
+    ) -> ConsensusRun:
+        """Store a finished four-stage run, all or nothing: the conversation, the user's
+        question and one assistant message per stage, the knowledge entry (the curator's
+        answer is the source of truth), the curator truth, a usage record, the legacy
+        ``conversation_usage`` row and a ``pipeline_complete`` activity entry.
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise ValidationError("ConsensusRun", [("question", "must be non-empty text")])
+        try:
+            outputs = [s if isinstance(s, StageOutput) else StageOutput(**s) for s in stages]
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("StageOutput", [("stages", str(exc))]) from None
+        got = tuple(s.stage for s in outputs)
+        if got != STAGE_ORDER:
+            raise ValidationError("ConsensusRun", [(
+                "stages", "need the four stages in order generator, refiner, validator, curator; "
+                f"got {[s.value for s in got]}")])
+        end = completed_at or utcnow()
+        start = started_at or end
+        curator = outputs[-1]
+        total_cost = sum(float(s.cost) for s in outputs)
+        tokens_in = sum(int(s.tokens_input) for s in outputs)
+        tokens_out = sum(int(s.tokens_output) for s in outputs)
+        durations = [s.duration_ms for s in outputs if s.duration_ms is not None]
+        conv_kw: dict[str, Any] = {} if conversation_id is None else {"id": conversation_id}
+        if quality_score is not None:
+            conv_kw["quality_score"] = quality_score
+        conversation = Conversation(
+            user_id=user_id, consensus_profile_id=profile_id, total_cost=total_cost,
+            input_tokens=tokens_in, output_tokens=tokens_out, start_time=start, end_time=end,
+            success=1, created_at=start, updated_at=end, **conv_kw,
+        )
+        cid = conversation.id
+        messages = [Message(conversation_id=cid, role="user", content=question, timestamp=start)]
+        messages += [
+            Message(conversation_id=cid, role="assistant", content=s.answer,
+                    stage=s.stage.value, model_used=s.model, timestamp=end)
+            for s in outputs
+        ]
+        knowledge = KnowledgeConversation(
+            conversation_id=cid, question=question, final_answer=curator.answer,
+            source_of_truth=curator.answer, profile_id=profile_id, created_at=end,
+            last_updated=end,
+        )
+        truth = CuratorTruth(conversation_id=cid, curator_output=curator.answer,
+                             confidence_score=confidence, topic_summary=topic_summary,
+                             created_at=end)
+        usage = UsageRecord(user_id=user_id, conversation_id=cid, action_type="conversation",
+                            cost=total_cost, tokens_input=tokens_in, tokens_output=tokens_out,
+                            model_used=curator.model, timestamp=end)
+        conv_usage = ConversationUsage(conversation_id=cid, user_id=user_id, timestamp=end)
+        activity = ActivityLog(
+            event_type=EventType.PIPELINE_COMPLETE, conversation_id=cid, user_id=user_id,
+            model_used=curator.model, provider_name=curator.provider, cost=total_cost,
+            duration_ms=sum(durations) if durations else None,
+            tokens_used=tokens_in + tokens_out,
+            metadata={"stages": [{"stage": s.stage.value, "model": s.model,
+                                  "tokens_input": s.tokens_input,
+                                  "tokens_output": s.tokens_output, "cost": s.cost,
+                                  "duration_ms": s.duration_ms} for s in outputs]},
+            created_at=end,
+        )
+        with self.transaction():
+            conversation = self.conversations.add(conversation)
+            stored_messages = self.messages.add_many(messages)
+            knowledge = self.knowledge_conversations.add(knowledge)
+            truth = self.curator_truths.add(truth)
+            usage = self.usage_records.add(usage)
+            conv_usage = self.conversation_usage.add(conv_usage)
+            activity = self.activity_log.add(activity)
+        return ConsensusRun(conversation=conversation, messages=tuple(stored_messages),
+                            knowledge=knowledge, curator_truth=truth, usage=usage,
+                            conversation_usage=conv_usage, activity=activity)
+
+    def update_conversation_metrics(
+        self, conversation_id: str, *, total_cost: float | None = None,
+        input_tokens: int | None = None, output_tokens: int | None = None,
+        quality_score: float | None = None, success_rate: str | None = None,
+        confidence_level: str | None = None, consensus_improvement: int | None = None,
+    ) -> Conversation:
+        """Set a conversation's metrics (the given ones) and its ``updated_at``."""
+        given = {k: v for k, v in {
+            "total_cost": total_cost, "input_tokens": input_tokens,
+            "output_tokens": output_tokens, "quality_score": quality_score,
+            "success_rate": success_rate, "confidence_level": confidence_level,
+            "consensus_improvement": consensus_improvement,
+        }.items() if v is not None}
+        return self.conversations.update(conversation_id, **given, updated_at=utcnow())
+
+    def complete_conversation(self, conversation_id: str, *, success: bool = True,
+                              end_time: datetime | None = None) -> Conversation:
+        """Mark a conversation finished: ``end_time``, ``success`` and ``updated_at``."""
+        now = utcnow()
+        return self.conversations.update(conversation_id, end_time=end_time or now,
+                                         success=1 if success else 0, updated_at=now)
+
+    def search_knowledge(self, text: str, *, limit: int = 20) -> list[KnowledgeConversation]:
+        """Knowledge entries whose question, answer or source of truth contains ``text``
+        (case-insensitive for ASCII), newest first."""
+        return self.knowledge_conversations.search(
+            text, fields=("question", "final_answer", "source_of_truth"), limit=limit,
+            order_by=["-created_at"],
+        )
+
+    def log_activity(self, event_type: EventType | str, **fields: Any) -> ActivityLog:
+        """Append an activity-log entry."""
+        try:
+            entry = ActivityLog(event_type=event_type, **fields)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise ValidationError("ActivityLog", [("?", str(exc))]) from None
+        return self.activity_log.add(entry)
+
+    def recent_activity(self, *, limit: int = 50, since: datetime | None = None,
+                        user_id: str | None = None,
+                        event_type: EventType | str | None = None) -> list[ActivityLog]:
+        """The newest activity-log entries, optionally since a time, for a user or a type."""
+        filters: dict[str, Any] = {}
+        if since is not None:
+            filters["created_at__ge"] = since
+        if user_id is not None:
+            filters["user_id"] = user_id
+        if event_type is not None:
+            filters["event_type"] = event_type
+        return self.activity_log.find(order_by=["-created_at", "-id"], limit=limit, **filters)
+
+    # -- facts -------------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The core schema's applied migration version (0 for none)."""
+        migrator = self.plugins.migrator(self.backend)
+        if migrator is None:
+            return 0
+        return max((a.version for a in migrator.applied() if a.namespace == "hive_store"),
+                   default=0)
+
+    def status(self) -> dict[str, Any]:
+        """Path, size, schema version, row counts and pool settings."""
+        self._check_open()
+        facts = self.backend.describe()
+        facts["schema_version"] = self.schema_version()
+        facts["row_counts"] = self.backend.table_counts()
+        return facts
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store and its connections (idempotent)."""
+        if self._closed:
+            return
+        try:
+            self.plugins.store_closing(self)
+        finally:
+            self._closed = True
+            self.backend.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(
+    url: str | None = None,
+    *,
+    plugins: Plugins | None = None,
+    migrate: bool = True,
+    allow_drift: bool = False,
+    **options: Any,
+) -> Store:
+    """Open (creating and migrating if needed) the store at ``url``.
+
+    :param url: ``sqlite:///abs/path.db``, ``sqlite:rel.db``, ``:memory:`` or a file path;
+        default ``HIVE_STORE_DB`` or ``~/.hive/hive-ai.db``
+    :param plugins: a plugin set (default: the process-wide one, loaded from entry points)
+    :param migrate: bring the schema up to date (default); ``False`` opens as it is
+    :param allow_drift: open even if an applied migration's file changed since
+    :param options: backend options, e.g. ``max_size=4``, ``connection_timeout=5``,
+        ``durability="full"`` (see the backend's documentation)
+    """
+    parsed = parse_url(url if url is not None else default_url())
+    plugins = plugins or get_plugins()
+    try:
+        backend = plugins.backend(parsed, dict(options))
+    except HiveStoreError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"the backend plugin for {parsed.scheme!r} failed: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    if backend is None:
+        schemes = ", ".join(plugins.backend_schemes()) or "none"
+        raise ConfigurationError(
+            f"no installed backend handles {parsed.scheme!r} URLs (available schemes: {schemes})"
+        )
+    try:
+        store = Store(backend, plugins)
+        if migrate:
+            migrator = plugins.migrator(backend)
+            if migrator is None:
+                raise MigrationError(
+                    f"no migration plugin handles {parsed.scheme!r} databases "
+                    "(is hive_store_migrate disabled?)"
+                )
+            migrator.upgrade(plugins.migration_sets(), allow_drift=allow_drift)
+        plugins.store_opened(store)
+    except BaseException:
+        backend.close()
+        raise
+    return store

@@ -1,0 +1,81 @@
+"""Store URLs: ``sqlite:///abs/path.db``, ``sqlite:relative.db``, ``sqlite:///:memory:``,
+or a plain file path (taken as SQLite)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import attrs
+
+from hive_store.errors import ConfigurationError
+
+DEFAULT_PATH = Path("~/.hive/hive-ai.db")
+
+
+def default_url() -> str:
+    """``HIVE_STORE_DB`` if set, else ``~/.hive/hive-ai.db`` (where the Hive apps keep it)."""
+    return os.environ.get("HIVE_STORE_DB") or str(DEFAULT_PATH.expanduser())
+
+
+@attrs.frozen
+class StoreURL:
+    """A parsed store URL.
+
+    :ivar scheme: backend scheme (``"sqlite"``)
+    :ivar path: the database path (``":memory:"`` for an in-memory database)
+    :ivar query: query-string options, e.g. ``?max_size=4``
+    """
+
+    scheme: str
+    path: str
+    query: dict[str, str] = attrs.field(factory=dict)
+    host: str = ""
+
+    @property
+    def memory(self) -> bool:
+        return self.path == ":memory:"
+
+    def __str__(self) -> str:
+        if self.memory:
+            return f"{self.scheme}:///:memory:"
+        if self.path.startswith("/"):
+            return f"{self.scheme}://{self.path}"
+        return f"{self.scheme}:{self.path}"
+
+
+def parse_url(url: str | os.PathLike[str]) -> StoreURL:
+    """Parse a store URL or a bare path; raises :class:`ConfigurationError` when malformed.
+
+    ``sqlite:///home/me/hive.db`` is the absolute path ``/home/me/hive.db`` (as in ``file:``
+    URLs), ``sqlite:hive.db`` is relative to the working directory, ``sqlite:///:memory:`` (or
+    just ``:memory:``) is an in-memory database, and a string without a scheme is a file path.
+    """
+    if isinstance(url, os.PathLike):
+        url = os.fspath(url)
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a store URL must be a string, got {type(url).__name__}")
+    if not url.strip():
+        raise ConfigurationError("empty store URL")
+    if "\x00" in url:
+        raise ConfigurationError("a store URL must not contain NUL characters")
+    if url == ":memory:":
+        return StoreURL("sqlite", ":memory:")
+    head = url.split(":", 1)[0]
+    if ":" not in url or len(head) < 2 or not head.replace("+", "").replace("-", "").isalnum():
+        # A bare path (also Windows-style "C:\\x"); no scheme.
+        return StoreURL("sqlite", str(Path(url).expanduser()))
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = "" if parts.netloc == "localhost" else parts.netloc
+    path = unquote(parts.path)
+    if path in ("/:memory:", ":memory:"):
+        return StoreURL(scheme, ":memory:", dict(parse_qsl(parts.query)))
+    if (not path or path == "/") and not host:
+        raise ConfigurationError(f"store URL without a path: {url!r}")
+    if "\x00" in path:
+        raise ConfigurationError("a store URL must not contain NUL characters")
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    return StoreURL(scheme, str(Path(path).expanduser()), dict(parse_qsl(parts.query)), host)

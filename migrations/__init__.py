@@ -1,0 +1,1 @@
+"""The core Hive schema as versioned migration files (read with importlib.resources)."""

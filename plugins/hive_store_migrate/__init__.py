@@ -1,0 +1,44 @@
+"""hive-store plugin: the migration runner and the core Hive schema's migration set.
+
+The core schema's files live in ``migrations/`` (the ``hive_store_migrations`` package in the
+wheel). Other plugins register their own sets through ``hive_store_register_migrations``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hive_store.hookspecs import hookimpl
+from hive_store.migrations import MigrationSet
+from hive_store_migrate.runner import CORE_NAMESPACE, RECORD_TABLE, SQLiteMigrator
+
+__all__ = ["CORE_NAMESPACE", "RECORD_TABLE", "SQLiteMigrator", "core_migrations"]
+
+_core: MigrationSet | None = None
+
+
+def core_migrations() -> MigrationSet:
+    """The core schema's migration set (parsed once)."""
+    global _core
+    if _core is None:
+        _core = MigrationSet.from_package(CORE_NAMESPACE, "hive_store_migrations")
+    return _core
+
+
+@hookimpl
+def hive_store_register_migrations() -> Sequence[MigrationSet]:
+    return [core_migrations()]
+
+
+@hookimpl
+def hive_store_migrator(backend: Any) -> SQLiteMigrator | None:
+    # Our runner speaks SQLite's dialect through the backend's sqlite3 connections.
+    return SQLiteMigrator(backend) if getattr(backend, "dialect", None) == "sqlite" else None
+
+
+@hookimpl
+def hive_store_register_commands(cli: Any) -> None:
+    from hive_store_migrate.cli import migrate
+
+    cli.add_command(migrate)

@@ -1,0 +1,400 @@
+"""The SQLite backend: a pooled, WAL-mode database with one writer and concurrent readers.
+
+Connections are in autocommit mode (``isolation_level=None``); every write runs in an explicit
+``BEGIN IMMEDIATE … COMMIT`` taken by one thread at a time (a process-wide write lock, plus
+SQLite's own lock and ``busy_timeout`` between processes), so writers never fail with
+"database is locked" and readers never hold a stale snapshot between calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from hive_store.backend import CommitListener
+from hive_store.changes import Change
+from hive_store.errors import (
+    Conflict,
+    CorruptDatabase,
+    DatabaseLocked,
+    IntegrityError,
+    PoolTimeout,
+    StorageError,
+    StoreClosed,
+)
+from hive_store.url import StoreURL
+from hive_store_sqlite.pool import Pool, PoolConfig
+
+log = logging.getLogger("hive_store.sqlite")
+
+
+@attrs.frozen
+class SQLiteOptions:
+    """Options of :func:`hive_store.open` for ``sqlite:`` URLs."""
+
+    pool: PoolConfig = PoolConfig()
+    busy_timeout: float = 30.0
+    durability: str = "normal"  # "normal" (synchronous=NORMAL) or "full" (synchronous=FULL)
+    cache_size_kib: int = 32000
+    mmap_size: int = 268435456
+    wal_autocheckpoint: int = 1000
+    cached_statements: int = 256
+
+
+def translate_error(exc: sqlite3.Error, what: str = "") -> Exception:
+    """The hive_store exception for a sqlite3 error (never leaks the bare sqlite3 one)."""
+    msg = str(exc)
+    prefix = f"{what}: " if what else ""
+    if isinstance(exc, sqlite3.IntegrityError):
+        if "UNIQUE" in msg or "PRIMARY KEY" in msg:
+            return Conflict(f"{prefix}{msg}")
+        return IntegrityError(f"{prefix}{msg}")
+    low = msg.lower()
+    if "locked" in low or "busy" in low:
+        return DatabaseLocked(f"{prefix}the database stayed locked by another writer ({msg})")
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return CorruptDatabase(f"{prefix}the database file is damaged or not SQLite ({msg})")
+    if "no such table" in low:
+        return StorageError(f"{prefix}{msg} (is the schema migrated? try `hive-store migrate`)")
+    return StorageError(f"{prefix}{msg}")
+
+
+def quote(identifier: str) -> str:
+    """Quote an identifier taken from the schema (never from user input)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+@attrs.define
+class _Tx:
+    conn: sqlite3.Connection
+    depth: int = 0
+    changes: list[Change] = attrs.field(factory=list)
+
+
+class SQLiteBackend:
+    """See the module docstring. Built by the plugin's ``hive_store_backend`` hook."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: StoreURL, options: SQLiteOptions,
+                 prepare: Callable[[sqlite3.Connection, SQLiteBackend], None]) -> None:
+        self.url = url
+        self.options = options
+        self.memory = url.memory
+        self._prepare = prepare
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._listener: CommitListener | None = None
+        self._closed = False
+        self._repos: dict[type, Any] = {}
+        if self.memory:
+            # One in-memory database shared by the whole store: one connection, serialised.
+            self._target = f"file:hive-store-{id(self)}-{time.monotonic_ns()}?mode=memory&cache=shared"
+            pool_cfg = attrs.evolve(options.pool, max_size=1, min_idle=1,
+                                    idle_timeout=None, max_lifetime=None)
+            # Keeps the database alive while pooled connections come and go.
+            self._keeper: sqlite3.Connection | None = sqlite3.connect(
+                self._target, uri=True, check_same_thread=False)
+        else:
+            self.path = Path(url.path)
+            self._create_file()
+            self._target = str(self.path)
+            pool_cfg = options.pool
+        self.pool = Pool(self._connect, pool_cfg)
+        try:
+            self.pool.fill()
+            if not self.memory:
+                with self.pool.connection() as conn:
+                    self._init_new_database(conn)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connections ------------------------------------------------------------------------------
+
+    def _create_file(self) -> None:
+        path = self.path
+        if path.is_dir():
+            raise StorageError(f"{path} is a directory, not a database file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the folder {path.parent}: {exc.strerror}") from None
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot create {path}: {exc.strerror}") from None
+        os.close(fd)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self._target, isolation_level=None, check_same_thread=False,
+                timeout=self.options.busy_timeout, uri=self.memory,
+                cached_statements=self.options.cached_statements,
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open {self._target}: {exc}") from None
+        try:
+            self._prepare(conn, self)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise translate_error(exc, f"opening {self._target}") from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def apply_pragmas(self, conn: sqlite3.Connection) -> None:
+        """The per-connection settings; run for every connection the pool opens."""
+        opts = self.options
+        conn.execute(f"PRAGMA busy_timeout = {int(opts.busy_timeout * 1000)}")
+        if not self.memory:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"could not switch {self._target} to WAL (got {mode!r})")
+        sync = {"normal": "NORMAL", "full": "FULL"}[opts.durability]
+        conn.execute(f"PRAGMA synchronous = {sync}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA cache_size = {-int(opts.cache_size_kib)}")
+        conn.execute(f"PRAGMA mmap_size = {int(opts.mmap_size)}")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {int(opts.wal_autocheckpoint)}")
+
+    def _init_new_database(self, conn: sqlite3.Connection) -> None:
+        """``auto_vacuum=INCREMENTAL`` only while the file is empty (it is a write otherwise)."""
+        try:
+            if conn.execute("PRAGMA page_count").fetchone()[0] <= 1:
+                # Needs a VACUUM to take effect once the header exists; cheap on an empty file.
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                    conn.execute("VACUUM")
+        except sqlite3.Error as exc:
+            raise translate_error(exc, str(self.path)) from None
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reads: the thread's transaction connection, or one from the pool."""
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        if tx is not None:
+            yield tx.conn
+            return
+        self._check_open()
+        with self.pool.connection() as conn:
+            yield conn
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def in_transaction(self) -> bool:
+        return getattr(self._local, "tx", None) is not None
+
+    def set_commit_listener(self, listener: CommitListener | None) -> None:
+        self._listener = listener
+
+    def record(self, change: Change) -> None:
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        if tx is None:
+            raise RuntimeError("record() outside a transaction")
+        tx.changes.append(change)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``); nested calls are savepoints."""
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        if tx is not None:
+            yield from self._savepoint(tx)
+            return
+        self._check_open()
+        timeout = self.pool.config.connection_timeout
+        if not self._write_lock.acquire(timeout=timeout):
+            raise PoolTimeout(f"the writer stayed busy for more than {timeout:g} s")
+        try:
+            conn = self.pool.checkout()
+            try:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise translate_error(exc, "starting a write") from None
+                tx = _Tx(conn)
+                self._local.tx = tx
+                try:
+                    yield conn
+                    if tx.changes and self._listener is not None:
+                        self._listener.before_commit(conn, tx.changes)
+                    conn.execute("COMMIT")
+                except BaseException as exc:
+                    if conn.in_transaction:
+                        try:
+                            conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            log.exception("rollback failed")
+                    if isinstance(exc, sqlite3.Error):
+                        raise translate_error(exc) from None
+                    raise
+                finally:
+                    self._local.tx = None
+            finally:
+                self.pool.checkin(conn, broken=conn.in_transaction)
+        finally:
+            self._write_lock.release()
+        if tx.changes and self._listener is not None:
+            self._listener.after_commit(tuple(tx.changes))
+
+    def _savepoint(self, tx: _Tx) -> Iterator[sqlite3.Connection]:
+        name = f"hive_store_sp{tx.depth}"
+        mark = len(tx.changes)
+        tx.depth += 1
+        conn = tx.conn
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+            del tx.changes[mark:]
+            raise
+        else:
+            conn.execute(f"RELEASE {name}")
+        finally:
+            tx.depth -= 1
+
+    # -- repositories and facts ----------------------------------------------------------------
+
+    def repository(self, codec: Any) -> Any:
+        from hive_store_sqlite.repository import SQLiteRepository
+
+        repo = self._repos.get(codec.cls)
+        if repo is None:
+            repo = self._repos[codec.cls] = SQLiteRepository(self, codec)
+        return repo
+
+    def table_counts(self) -> dict[str, int]:
+        import sqlite_utils
+
+        with self.connection() as conn:
+            db = sqlite_utils.Database(conn)
+            return {name: db.table(name).count for name in sorted(db.table_names())
+                    if not name.startswith("sqlite_")}
+
+    def describe(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"backend": "sqlite", "url": str(self.url),
+                                 "sqlite_version": sqlite3.sqlite_version}
+        if self.memory:
+            facts["path"] = ":memory:"
+        else:
+            facts["path"] = str(self.path)
+            facts["size_bytes"] = _size(self.path)
+            facts["wal_bytes"] = _size(Path(f"{self.path}-wal"))
+        with self.connection() as conn:
+            facts["pragmas"] = {
+                name: conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout",
+                             "auto_vacuum", "cache_size", "page_size", "page_count",
+                             "freelist_count")
+            }
+        facts["pool"] = attrs.asdict(self.pool.config)
+        facts["pool_stats"] = attrs.asdict(self.pool.stats())
+        facts["durability"] = self.options.durability
+        return facts
+
+    def check_integrity(self, *, full: bool = False) -> dict[str, Any]:
+        """``quick_check`` (or ``integrity_check`` with ``full``) and the pragmas in force."""
+        pragma = "integrity_check" if full else "quick_check"
+        with self.connection() as conn:
+            try:
+                rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}(20)").fetchall()]
+                journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                fks = bool(conn.execute("PRAGMA foreign_keys").fetchone()[0])
+            except sqlite3.Error as exc:
+                raise translate_error(exc, pragma) from None
+        ok_rows = rows == ["ok"]
+        expected_journal = "memory" if self.memory else "wal"
+        return {
+            "ok": ok_rows and fks and journal == expected_journal,
+            "quick_check" if not full else "integrity_check": "ok" if ok_rows else rows,
+            "quick_check": "ok" if ok_rows else rows,
+            "journal_mode": journal,
+            "foreign_keys": fks,
+        }
+
+    def pool_stats(self) -> dict[str, int]:
+        return attrs.asdict(self.pool.stats())
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("the store is closed")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.pool.close()
+        keeper = getattr(self, "_keeper", None)
+        if keeper is not None:
+            keeper.close()
+            self._keeper = None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def parse_options(url: StoreURL, options: dict[str, Any]) -> SQLiteOptions:
+    """Build :class:`SQLiteOptions` from keyword options and URL query parameters."""
+    from hive_store.errors import ConfigurationError
+
+    merged: dict[str, Any] = {**url.query, **options}
+    pool_fields = {f.name: f for f in attrs.fields(PoolConfig)}
+    own_fields = {f.name: f for f in attrs.fields(SQLiteOptions) if f.name != "pool"}
+    pool_kw: dict[str, Any] = {}
+    own_kw: dict[str, Any] = {}
+    for key, value in merged.items():
+        if key in pool_fields:
+            pool_kw[key] = _coerce(key, value, pool_fields[key].default)
+        elif key in own_fields:
+            own_kw[key] = _coerce(key, value, own_fields[key].default)
+        else:
+            known = ", ".join(sorted([*pool_fields, *own_fields]))
+            raise ConfigurationError(f"unknown sqlite option {key!r} (known: {known})")
+    if own_kw.get("durability", "normal") not in ("normal", "full"):
+        raise ConfigurationError("durability must be 'normal' or 'full'")
+    if not own_kw.get("busy_timeout", 1.0) > 0:
+        raise ConfigurationError("busy_timeout must be > 0 seconds")
+    return SQLiteOptions(pool=PoolConfig(**pool_kw), **own_kw)
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Options from a URL query arrive as text; give them the default's type."""
+    from hive_store.errors import ConfigurationError
+
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    if value.lower() in ("none", "null", ""):
+        return None
+    try:
+        if isinstance(default, bool):
+            return value.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(value)
+        return float(value)
+    except ValueError:
+        raise ConfigurationError(f"option {key}={value!r} is not a number") from None
+
+
+def sql_params(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)

@@ -1,0 +1,242 @@
+"""A connection pool with r2d2's knobs, for stdlib ``sqlite3`` connections.
+
+* ``max_size`` caps the connections open at once (idle + in use); connections are opened
+  lazily, except that ``min_idle`` are kept open and idle when possible.
+* ``connection_timeout``: how long :meth:`Pool.checkout` waits for a free connection before
+  raising :class:`hive_store.PoolTimeout`.
+* ``idle_timeout`` / ``max_lifetime``: an idle connection older than these (seconds, ``None``
+  = never) is closed at the next checkout or return instead of being reused ("recycled").
+* ``test_on_checkout``: run ``SELECT 1`` before handing a connection out. Off by default: a
+  local file has no server that can go away; a connection that is returned inside a
+  transaction is rolled back instead ("reset on return"), and one that fails is discarded.
+
+The pool is thread-safe; a connection is used by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+
+from hive_store.errors import ConfigurationError, PoolTimeout, StoreClosed
+
+
+@attrs.frozen
+class PoolConfig:
+    """Pool settings (see the module docstring)."""
+
+    max_size: int = 10
+    min_idle: int = 1
+    connection_timeout: float = 30.0
+    idle_timeout: float | None = 600.0
+    max_lifetime: float | None = None
+    test_on_checkout: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.max_size, int) or self.max_size < 1:
+            raise ConfigurationError("max_size must be an integer >= 1")
+        if not isinstance(self.min_idle, int) or not 0 <= self.min_idle <= self.max_size:
+            raise ConfigurationError("min_idle must be an integer between 0 and max_size")
+        if not self.connection_timeout > 0:
+            raise ConfigurationError("connection_timeout must be > 0 seconds")
+        for name in ("idle_timeout", "max_lifetime"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigurationError(f"{name} must be > 0 seconds or None")
+
+
+@attrs.define
+class PoolStats:
+    """Counters of a pool. ``size`` = open connections, ``idle`` + ``in_use`` = ``size``."""
+
+    size: int = 0
+    idle: int = 0
+    in_use: int = 0
+    waits: int = 0
+    timeouts: int = 0
+    created: int = 0
+    recycled: int = 0
+    checkouts: int = 0
+
+
+class Pool:
+    """A pool of connections made by ``connect()``."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], config: PoolConfig) -> None:
+        self._connect = connect
+        self.config = config
+        self._lock = threading.Condition(threading.Lock())
+        self._idle: deque[tuple[sqlite3.Connection, float, float]] = deque()
+        self._born: dict[int, float] = {}
+        self._stats = PoolStats()
+        self._closed = False
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def fill(self) -> None:
+        """Open connections until ``min_idle`` are idle (bounded by ``max_size``)."""
+        while True:
+            with self._lock:
+                if (len(self._idle) >= self.config.min_idle
+                        or self._stats.size >= self.config.max_size or self._closed):
+                    return
+                self._stats.size += 1
+            try:
+                conn = self._new()
+            except BaseException:
+                with self._lock:
+                    self._stats.size -= 1
+                raise
+            with self._lock:
+                now = time.monotonic()
+                self._idle.append((conn, self._born[id(conn)], now))
+                self._lock.notify()
+
+    def checkout(self, timeout: float | None = None) -> sqlite3.Connection:
+        """Take a connection; waits up to ``timeout`` (default ``connection_timeout``)."""
+        limit = self.config.connection_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        to_close: list[sqlite3.Connection] = []
+        conn: sqlite3.Connection | None = None
+        create = waited = False
+        try:
+            with self._lock:
+                while True:
+                    if self._closed:
+                        raise StoreClosed("the connection pool is closed")
+                    while self._idle and conn is None:
+                        idle, born, last = self._idle.pop()  # LIFO: warmest cache first
+                        if self._expired(born, last):
+                            to_close.append(idle)
+                            self._stats.size -= 1
+                            self._stats.recycled += 1
+                        else:
+                            conn = idle
+                    if conn is None and self._stats.size < self.config.max_size:
+                        self._stats.size += 1
+                        create = True
+                    if conn is not None or create:
+                        self._stats.in_use += 1
+                        self._stats.checkouts += 1
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._stats.timeouts += 1
+                        raise PoolTimeout(
+                            f"no database connection became free within {limit:g} s "
+                            f"(max_size={self.config.max_size}, all in use)"
+                        )
+                    if not waited:
+                        waited = True
+                        self._stats.waits += 1
+                    self._lock.wait(remaining)
+        finally:
+            for old in to_close:
+                self._discard(old)
+        if conn is None:
+            try:
+                conn = self._new()
+            except BaseException:
+                with self._lock:
+                    self._stats.size -= 1
+                    self._stats.in_use -= 1
+                    self._lock.notify()
+                raise
+        elif self.config.test_on_checkout:
+            try:
+                conn.execute("SELECT 1").fetchone()
+            except sqlite3.Error:
+                self.checkin(conn, broken=True)
+                return self.checkout(max(0.0, deadline - time.monotonic()))
+        return conn
+
+    def checkin(self, conn: sqlite3.Connection, *, broken: bool = False) -> None:
+        """Return a connection; one left in a transaction is rolled back first."""
+        if not broken and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                broken = True
+        now = time.monotonic()
+        born = self._born.get(id(conn), now)
+        with self._lock:
+            self._stats.in_use -= 1
+            if broken or self._closed or self._expired(born, now, returning=True):
+                self._stats.size -= 1
+                if not self._closed and not broken:
+                    self._stats.recycled += 1
+                discard = True
+            else:
+                self._idle.append((conn, born, now))
+                discard = False
+            self._lock.notify()
+        if discard:
+            self._discard(conn)
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+        """``with pool.connection() as conn:`` — checkout and guaranteed return."""
+        conn = self.checkout(timeout)
+        try:
+            yield conn
+        except BaseException:
+            self.checkin(conn, broken=_is_broken(conn))
+            raise
+        self.checkin(conn)
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            snap = attrs.evolve(self._stats)
+            snap.idle = len(self._idle)
+            return snap
+
+    def close(self) -> None:
+        """Close idle connections now and in-use ones when they are returned."""
+        with self._lock:
+            self._closed = True
+            idle = [c for c, _, _ in self._idle]
+            self._stats.size -= len(idle)
+            self._idle.clear()
+            self._lock.notify_all()
+        for conn in idle:
+            self._discard(conn)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _new(self) -> sqlite3.Connection:
+        conn = self._connect()
+        with self._lock:
+            self._born[id(conn)] = time.monotonic()
+            self._stats.created += 1
+        return conn
+
+    def _expired(self, born: float, last: float, *, returning: bool = False) -> bool:
+        now = time.monotonic()
+        cfg = self.config
+        if cfg.max_lifetime is not None and now - born > cfg.max_lifetime:
+            return True
+        return (not returning and cfg.idle_timeout is not None
+                and now - last > cfg.idle_timeout)
+
+    def _discard(self, conn: sqlite3.Connection) -> None:
+        self._born.pop(id(conn), None)
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+
+
+def _is_broken(conn: Any) -> bool:
+    try:
+        conn.execute("SELECT 1").fetchone()
+    except sqlite3.Error:
+        return True
+    return False

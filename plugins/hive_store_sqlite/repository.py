@@ -1,0 +1,327 @@
+"""The SQLite repository: SQL generated once per entity from the schema, values always bound."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+from hive_store._converters import EntityCodec
+from hive_store.backend import LOOKUPS, OrderBy
+from hive_store.changes import Change, Op
+from hive_store.errors import NotFound, ValidationError
+from hive_store_sqlite.backend import SQLiteBackend, quote, translate_error
+
+E = TypeVar("E")
+
+_OPS = {"eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_MAX_VARS = 900  # below SQLite's default limit on bound parameters (999 before 3.32)
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class SQLiteRepository(Generic[E]):
+    """Implements :class:`hive_store.backend.Repository` for one entity."""
+
+    def __init__(self, backend: SQLiteBackend, codec: EntityCodec[E]) -> None:
+        self.backend = backend
+        self.codec = codec
+        c = codec
+        self._table = quote(c.table)
+        self._pk = quote(c.pk)
+        cols = [quote(n) for n in c.columns]
+        self._cols = ", ".join(cols)
+        self._pk_index = c.columns.index(c.pk)
+        self._sql_get = f"SELECT {self._cols} FROM {self._table} WHERE {self._pk} = ?"
+        self._sql_insert = (
+            f"INSERT INTO {self._table} ({self._cols}) VALUES ({', '.join('?' for _ in cols)})"
+        )
+        rest = [q for q, n in zip(cols, c.columns, strict=True) if n != c.pk]
+        self._sql_insert_auto = (
+            f"INSERT INTO {self._table} ({', '.join(rest)}) "
+            f"VALUES ({', '.join('?' for _ in rest)})"
+        )
+        self._sql_upsert = (
+            f"{self._sql_insert} ON CONFLICT ({self._pk}) DO UPDATE SET "
+            + ", ".join(f"{q} = excluded.{q}" for q in rest)
+        ) if rest else f"{self._sql_insert} ON CONFLICT ({self._pk}) DO NOTHING"
+        self._sql_update = (
+            f"UPDATE {self._table} SET {', '.join(f'{q} = ?' for q in rest)} "
+            f"WHERE {self._pk} = ?"
+        ) if rest else None
+        self._sql_delete = f"DELETE FROM {self._table} WHERE {self._pk} = ?"
+        self._non_pk = [i for i, n in enumerate(c.columns) if n != c.pk]
+
+    def __repr__(self) -> str:
+        return f"<Repository {self.codec.name} ({self.codec.table})>"
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def _key(self, key: Any) -> Any:
+        return self.codec.to_sql(self.codec.pk, key)
+
+    def get(self, key: Any) -> E:
+        sql_key = self._key(key)
+        try:
+            with self.backend.connection() as conn:
+                row = conn.execute(self._sql_get, (sql_key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"reading {self.codec.table}") from None
+        if row is None:
+            raise NotFound(self.codec.name, key)
+        return self.codec.from_row(row)
+
+    def get_many(self, keys: Iterable[Any]) -> list[E]:
+        wanted = [self._key(k) for k in keys]
+        found: dict[Any, E] = {}
+        try:
+            with self.backend.connection() as conn:
+                for start in range(0, len(wanted), _MAX_VARS):
+                    chunk = wanted[start:start + _MAX_VARS]
+                    sql = (f"SELECT {self._cols} FROM {self._table} WHERE {self._pk} IN "
+                           f"({', '.join('?' for _ in chunk)})")
+                    for row in conn.execute(sql, chunk):
+                        found[row[self._pk_index]] = self.codec.from_row(row)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"reading {self.codec.table}") from None
+        return [found[k] for k in wanted if k in found]
+
+    def _where(self, filters: dict[str, Any]) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for spec, value in filters.items():
+            name, _, lookup = spec.partition("__")
+            lookup = lookup or "eq"
+            self.codec.field(name)  # rejects names that are not columns
+            if lookup not in LOOKUPS:
+                reason = f"unknown lookup {lookup!r} (use {', '.join(LOOKUPS)})"
+                raise ValidationError(self.codec.name, [(spec, reason)])
+            col = quote(name)
+            if lookup == "isnull":
+                if not isinstance(value, bool):
+                    raise ValidationError(self.codec.name, [(spec, "isnull takes True or False")])
+                clauses.append(f"{col} IS {'' if value else 'NOT '}NULL")
+            elif value is None and lookup in ("eq", "ne"):
+                clauses.append(f"{col} IS {'' if lookup == 'eq' else 'NOT '}NULL")
+            elif lookup == "in":
+                if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                    raise ValidationError(self.codec.name, [(spec, "__in takes a list of values")])
+                items = [self.codec.to_sql(name, v) for v in value]
+                if not items:
+                    clauses.append("0")
+                else:
+                    clauses.append(f"{col} IN ({', '.join('?' for _ in items)})")
+                    params.extend(items)
+            elif lookup in ("like", "contains"):
+                if not isinstance(value, str):
+                    raise ValidationError(self.codec.name, [(spec, f"__{lookup} takes text")])
+                clauses.append(f"{col} LIKE ? ESCAPE '\\'")
+                params.append(value if lookup == "like" else _like_pattern(value))
+            else:
+                clauses.append(f"{col} {_OPS[lookup]} ?")
+                params.append(self.codec.to_sql(name, value))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def _order(self, order_by: OrderBy) -> str:
+        if order_by is None:
+            return " ORDER BY rowid"
+        specs = [order_by] if isinstance(order_by, str) else list(order_by)
+        parts = []
+        for spec in specs:
+            if not isinstance(spec, str) or not spec:
+                raise ValidationError(self.codec.name, [("order_by", f"bad field {spec!r}")])
+            desc = spec.startswith("-")
+            name = spec.lstrip("-+")
+            self.codec.field(name)
+            parts.append(f"{quote(name)}{' DESC' if desc else ''}")
+        return " ORDER BY " + ", ".join(parts) if parts else ""
+
+    @staticmethod
+    def _check_int(name: str, value: Any, entity: str, minimum: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValidationError(entity, [(name, f"must be an integer >= {minimum}")])
+        return value
+
+    def _select(self, filters: dict[str, Any], order_by: OrderBy, limit: int | None,
+                offset: int) -> tuple[str, list[Any]]:
+        where, params = self._where(filters)
+        sql = f"SELECT {self._cols} FROM {self._table}{where}{self._order(order_by)}"
+        if limit is not None or offset:
+            lim = -1 if limit is None else self._check_int("limit", limit, self.codec.name, 0)
+            off = self._check_int("offset", offset, self.codec.name, 0)
+            sql += " LIMIT ? OFFSET ?"
+            params += [lim, off]
+        return sql, params
+
+    def find(self, *, order_by: OrderBy = None, limit: int | None = None, offset: int = 0,
+             **filters: Any) -> list[E]:
+        sql, params = self._select(filters, order_by, limit, offset)
+        try:
+            with self.backend.connection() as conn:
+                rows = conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"reading {self.codec.table}") from None
+        from_row = self.codec.from_row
+        return [from_row(r) for r in rows]
+
+    def find_one(self, *, order_by: OrderBy = None, **filters: Any) -> E | None:
+        found = self.find(order_by=order_by, limit=1, **filters)
+        return found[0] if found else None
+
+    def count(self, **filters: Any) -> int:
+        where, params = self._where(filters)
+        try:
+            with self.backend.connection() as conn:
+                return int(conn.execute(f"SELECT count(*) FROM {self._table}{where}",
+                                        params).fetchone()[0])
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"counting {self.codec.table}") from None
+
+    def iter(self, *, order_by: OrderBy = None, batch_size: int = 1000,
+             **filters: Any) -> Iterator[E]:
+        self._check_int("batch_size", batch_size, self.codec.name, 1)
+        sql, params = self._select(filters, order_by, None, 0)
+        return self._iter(sql, params, batch_size)
+
+    def _iter(self, sql: str, params: list[Any], batch_size: int) -> Iterator[E]:
+        from_row = self.codec.from_row
+        try:
+            with self.backend.connection() as conn:
+                cursor = conn.execute(sql, params)
+                try:
+                    while batch := cursor.fetchmany(batch_size):
+                        for row in batch:
+                            yield from_row(row)
+                finally:
+                    cursor.close()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"reading {self.codec.table}") from None
+
+    def search(self, text: str, *, fields: Sequence[str], limit: int | None = None,
+               order_by: OrderBy = None) -> list[E]:
+        if not isinstance(text, str):
+            raise ValidationError(self.codec.name, [("text", "search text must be a string")])
+        if not fields:
+            raise ValidationError(self.codec.name, [("fields", "name at least one field")])
+        pattern = _like_pattern(text)
+        for name in fields:
+            if self.codec.field(name).kind not in ("str", "json"):
+                raise ValidationError(self.codec.name, [(name, "only text fields can be searched")])
+        where = " OR ".join(f"{quote(n)} LIKE ? ESCAPE '\\'" for n in fields)
+        sql = f"SELECT {self._cols} FROM {self._table} WHERE ({where}){self._order(order_by)}"
+        params: list[Any] = [pattern] * len(fields)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(self._check_int("limit", limit, self.codec.name, 0))
+        try:
+            with self.backend.connection() as conn:
+                rows = conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"searching {self.codec.table}") from None
+        return [self.codec.from_row(r) for r in rows]
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def _insert(self, conn: sqlite3.Connection, entity: E, row: tuple[Any, ...]) -> E:
+        if self.codec.autoincrement and row[self._pk_index] is None:
+            cur = conn.execute(self._sql_insert_auto, [row[i] for i in self._non_pk])
+            entity = self.codec.evolve(entity, **{self.codec.pk: cur.lastrowid})
+        else:
+            conn.execute(self._sql_insert, row)
+        return entity
+
+    def add(self, entity: E) -> E:
+        row = self.codec.to_row(entity)
+        what = f"adding {self.codec.name}"
+        try:
+            with self.backend.transaction() as conn:
+                stored = self._insert(conn, entity, row)
+                self.backend.record(Change(Op.INSERT, self.codec.table,
+                                           self.codec.key_of(stored), stored))
+        except sqlite3.Error as exc:
+            raise translate_error(exc, what) from None
+        return stored
+
+    def add_many(self, entities: Iterable[E]) -> list[E]:
+        items = list(entities)
+        rows = [self.codec.to_row(e) for e in items]
+        if not items:
+            return []
+        table = self.codec.table
+        key_of = self.codec.key_of
+        try:
+            with self.backend.transaction() as conn:
+                if self.codec.autoincrement and any(r[self._pk_index] is None for r in rows):
+                    stored = [self._insert(conn, e, r) for e, r in zip(items, rows, strict=True)]
+                else:
+                    conn.executemany(self._sql_insert, rows)
+                    stored = items
+                record = self.backend.record
+                for e in stored:
+                    record(Change(Op.INSERT, table, key_of(e), e))
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"adding {len(items)} {self.codec.name}") from None
+        return stored
+
+    def upsert(self, entity: E) -> E:
+        row = self.codec.to_row(entity)
+        try:
+            with self.backend.transaction() as conn:
+                stored = entity
+                if self.codec.autoincrement and row[self._pk_index] is None:
+                    stored = self._insert(conn, entity, row)
+                else:
+                    conn.execute(self._sql_upsert, row)
+                self.backend.record(Change(Op.UPSERT, self.codec.table,
+                                           self.codec.key_of(stored), stored))
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"upserting {self.codec.name}") from None
+        return stored
+
+    def update(self, entity_or_key: Any, /, **changes: Any) -> E:
+        try:
+            with self.backend.transaction() as conn:
+                entity: E
+                if isinstance(entity_or_key, self.codec.cls):
+                    entity = entity_or_key  # type: ignore[assignment]
+                else:
+                    row = conn.execute(self._sql_get, (self._key(entity_or_key),)).fetchone()
+                    if row is None:
+                        raise NotFound(self.codec.name, entity_or_key)
+                    entity = self.codec.from_row(row)
+                if changes:
+                    if self.codec.pk in changes:
+                        raise ValidationError(self.codec.name,
+                                              [(self.codec.pk, "the primary key cannot change")])
+                    entity = self.codec.evolve(entity, **changes)
+                row = self.codec.to_row(entity)
+                if row[self._pk_index] is None:
+                    raise ValidationError(self.codec.name, [(self.codec.pk, "no key to update")])
+                if self._sql_update is not None:
+                    cur = conn.execute(self._sql_update,
+                                       [row[i] for i in self._non_pk] + [row[self._pk_index]])
+                    if cur.rowcount == 0:
+                        raise NotFound(self.codec.name, self.codec.key_of(entity))
+                self.backend.record(Change(Op.UPDATE, self.codec.table,
+                                           self.codec.key_of(entity), entity))
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"updating {self.codec.name}") from None
+        except TypeError as exc:  # attrs.evolve with a bad value type is caught by to_row
+            raise ValidationError(self.codec.name, [("?", str(exc))]) from None
+        return entity
+
+    def delete(self, entity_or_key: Any) -> bool:
+        key = (self.codec.key_of(entity_or_key) if isinstance(entity_or_key, self.codec.cls)
+               else entity_or_key)
+        sql_key = self._key(key)
+        try:
+            with self.backend.transaction() as conn:
+                cur = conn.execute(self._sql_delete, (sql_key,))
+                if cur.rowcount:
+                    self.backend.record(Change(Op.DELETE, self.codec.table, key, None))
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"deleting {self.codec.name}") from None
+        return bool(cur.rowcount)

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import hive_store
+
+# Profiles: "ci" is loaded by hypothesis itself when CI=true; "dev" is the default here.
+# Nothing is loaded unconditionally except through HYPOTHESIS_PROFILE.
+settings.register_profile(
+    "dev", max_examples=50, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough", max_examples=500, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+elif not os.environ.get("CI"):
+    settings.load_profile("dev")
+
+FIXTURES = Path(
+    os.environ.get("HIVE_STORE_FIXTURES")
+    or Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "legacy"
+)
+
+
+@pytest.fixture(scope="session")
+def _migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "hive-ai.db"
+    hive_store.open(f"sqlite://{path}").close()
+    return path
+
+
+@pytest.fixture
+def fresh_db(tmp_path: Path) -> Path:
+    """A new database file that hive_store.open() created and migrated, then closed."""
+    path = tmp_path / "hive-ai.db"
+    hive_store.open(f"sqlite://{path}").close()
+    return path
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, _migrated_template: Path) -> Path:
+    """A migrated database file (copied from a session template: fast)."""
+    path = tmp_path / "hive-ai.db"
+    shutil.copy(_migrated_template, path)
+    return path
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[hive_store.Store]:
+    """An open store on a migrated file, closed after the test."""
+    with hive_store.open(f"sqlite://{db_path}") as s:
+        yield s
+
+
+@pytest.fixture
+def mem_store() -> Iterator[hive_store.Store]:
+    """An open in-memory store, closed after the test."""
+    with hive_store.open(":memory:") as s:
+        yield s
+
+
+def legacy_fixture(name: str) -> Path:
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.fail(f"legacy fixture {path} is missing (set HIVE_STORE_FIXTURES to its folder)")
+    return path

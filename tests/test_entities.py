@@ -1,0 +1,175 @@
+"""Entities and converters: round trips, both timestamp forms, clear validation errors."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hive_store
+from hive_store._converters import EntityCodec, format_timestamp, parse_timestamp
+from hive_store.entities import (
+    CORE_ENTITIES,
+    ActivityLog,
+    Configuration,
+    ConversationUsage,
+    EventType,
+    License,
+    Message,
+    Stage,
+    User,
+)
+from hive_store.testing import entities
+
+CODECS = {cls: EntityCodec(cls) for cls in CORE_ENTITIES}
+
+
+def test_every_table_has_an_entity() -> None:
+    tables = {c.__table__ for c in CORE_ENTITIES}
+    assert len(tables) == len(CORE_ENTITIES) == 34
+    for cls in CORE_ENTITIES:
+        assert attrs.has(cls)
+        assert cls.__pk__ in attrs.fields_dict(cls)
+
+
+@pytest.mark.parametrize("cls", CORE_ENTITIES, ids=lambda c: c.__name__)
+@settings(max_examples=25)
+@given(data=st.data())
+def test_codec_round_trip(cls: type, data: st.DataObject) -> None:
+    entity = data.draw(entities(cls))
+    codec = CODECS[cls]
+    row = codec.to_row(entity)
+    assert len(row) == len(codec.columns)
+    assert all(v is None or isinstance(v, (str, int, float)) for v in row)
+    assert codec.from_row(row) == entity
+
+
+@given(st.datetimes(timezones=st.just(UTC)).map(lambda d: d.replace(microsecond=0)))
+def test_reads_sqlite_current_timestamp_form(dt: datetime) -> None:
+    text = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d} {dt:%H:%M:%S}"
+    assert parse_timestamp(text) == dt
+
+
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(9000, 1, 1)),
+       st.integers(-14 * 60, 14 * 60))
+def test_reads_rfc3339_with_any_offset(naive: datetime, minutes: int) -> None:
+    aware = naive.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+    assert parse_timestamp(aware.isoformat()) == aware
+    assert parse_timestamp(aware.astimezone(UTC).isoformat().replace("+00:00", "Z")) == aware
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_written_form_is_fixed_width_utc_and_sorts_by_time(dt: datetime) -> None:
+    text = format_timestamp(dt)
+    assert len(text) == 32 and text.endswith("+00:00") and text[10] == "T"
+    assert parse_timestamp(text) == dt
+
+
+def test_written_timestamps_sort_as_times() -> None:
+    a = datetime(2025, 1, 1, 23, 0, tzinfo=timezone(timedelta(hours=-5)))  # 04:00 UTC next day
+    b = datetime(2025, 1, 2, 3, 0, tzinfo=UTC)
+    assert (format_timestamp(a) > format_timestamp(b)) == (a > b)
+
+
+def test_naive_datetime_is_rejected_on_write() -> None:
+    msg = Message(conversation_id="c", role="user", content="x",
+                  timestamp=datetime(2025, 1, 1))  # naive
+    with pytest.raises(hive_store.ValidationError) as err:
+        CODECS[Message].to_row(msg)
+    assert err.value.entity == "Message"
+    assert err.value.field == "timestamp"
+    assert "naive" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "reason"),
+    [
+        ({"content": 123}, "content", "expected str"),
+        ({"content": None}, "content", "NOT NULL"),
+        ({"content": "\ud800"}, "content", "surrogate"),
+        ({"stage": "final"}, "stage", "not one of"),
+    ],
+)
+def test_bad_message_values_name_entity_field_reason(changes: dict, field: str, reason: str) -> None:
+    msg = attrs.evolve(Message(conversation_id="c", role="user", content="x"), **changes)
+    codec = EntityCodec(ActivityLog) if field == "stage" else CODECS[Message]
+    target = (ActivityLog(event_type=EventType.EXPORT, stage="final") if field == "stage"
+              else msg)
+    with pytest.raises(hive_store.ValidationError) as err:
+        codec.to_row(target)
+    assert err.value.field == field
+    assert reason in str(err.value)
+    assert isinstance(err.value, hive_store.HiveStoreError)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(math.nan, "NaN"), (2**63, "64-bit"), (True, "expected float")],
+)
+def test_bad_numbers(value: object, reason: str) -> None:
+    entity = ActivityLog(event_type=EventType.EXPORT, cost=value) if reason != "64-bit" else \
+        ActivityLog(event_type=EventType.EXPORT, tokens_used=value)
+    with pytest.raises(hive_store.ValidationError, match=reason):
+        CODECS[ActivityLog].to_row(entity)
+
+
+def test_every_bad_field_is_reported_at_once() -> None:
+    bad = ActivityLog(event_type="nope", cost=math.nan, metadata={1j: 2})
+    with pytest.raises(hive_store.ValidationError) as err:
+        CODECS[ActivityLog].to_row(bad)
+    assert {f for f, _ in err.value.errors} == {"event_type", "cost", "metadata"}
+
+
+def test_structure_from_mapping_validates() -> None:
+    codec = CODECS[ActivityLog]
+    entry = codec.structure({"event_type": "stage_complete", "stage": "refiner",
+                             "created_at": "2025-07-03 12:00:00", "metadata": '{"a": 1}'})
+    assert entry.event_type is EventType.STAGE_COMPLETE
+    assert entry.stage is Stage.REFINER
+    assert entry.created_at == datetime(2025, 7, 3, 12, tzinfo=UTC)
+    assert entry.metadata == {"a": 1}
+    with pytest.raises(hive_store.ValidationError) as err:
+        codec.structure({"event_type": "stage_complete", "surprise": 1})
+    assert err.value.errors == [("surprise", "unknown field")]
+    with pytest.raises(hive_store.ValidationError) as err:
+        codec.structure({})
+    assert err.value.errors == [("event_type", "required field is missing")]
+    with pytest.raises(hive_store.ValidationError) as err:
+        codec.structure({"event_type": "export", "metadata": "{not json"})
+    assert err.value.field == "metadata"
+
+
+def test_json_and_bool_and_date_forms() -> None:
+    from hive_store.entities import DailyUsageSummary, OpenRouterProvider
+
+    prov = OpenRouterProvider(id="p", name="p", display_name="P",
+                              last_updated=datetime(2025, 1, 1, tzinfo=UTC),
+                              capabilities=["chat", "ünï"], is_active=False)
+    row = CODECS[OpenRouterProvider].to_row(prov)
+    assert '["chat","ünï"]' in row and 0 in row
+    day = DailyUsageSummary(user_id="u", date=date(2025, 7, 3))
+    assert "2025-07-03" in CODECS[DailyUsageSummary].to_row(day)
+
+
+def test_new_ids_are_time_ordered_uuid7() -> None:
+    ids = [hive_store.uuid7() for _ in range(2000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 36 and i[14] == "7" and i[19] in "89ab" for i in ids)
+    assert User().id != User().id
+
+
+def test_secrets_stay_out_of_reprs() -> None:
+    secret = "sk-or-v1-SECRET"
+    texts = [
+        repr(User(license_key=secret)),
+        repr(Configuration(key="openrouter_api_key", value=secret)),
+        repr(ConversationUsage(conversation_id="c", license_key=secret, conversation_token=secret)),
+        repr(License(key=secret, tier="pro", daily_limit=1, user_id="u",
+                     validated_at=datetime.now(UTC))),
+    ]
+    assert not any(secret in t for t in texts)

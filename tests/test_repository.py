@@ -1,0 +1,186 @@
+"""Repository behaviour on the real schema: CRUD, filters, ordering, streaming, safety."""
+
+from __future__ import annotations
+
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import hive_store
+from hive_store.entities import Conversation, CuratorTruth, KnowledgeConversation, Message, User
+
+INJECTIONS = [
+    "'; DROP TABLE messages; --",
+    '" OR 1=1 --',
+    "x' UNION SELECT * FROM users --",
+    "%",
+    "_",
+    "\\",
+    "🐝'); DELETE FROM conversations; --",
+]
+
+
+def _conv(store: hive_store.Store, **kw: object) -> Conversation:
+    return store.conversations.add(Conversation(**kw))
+
+
+def test_add_get_update_delete(store: hive_store.Store) -> None:
+    conv = _conv(store, total_cost=0.5)
+    assert store.conversations.get(conv.id) == conv
+    with pytest.raises(hive_store.NotFound) as err:
+        store.conversations.get("missing")
+    assert "missing" in str(err.value)
+    with pytest.raises(hive_store.Conflict):
+        store.conversations.add(conv)
+    updated = store.conversations.update(conv.id, total_cost=1.25, input_tokens=10)
+    assert store.conversations.get(conv.id) == updated
+    assert updated.total_cost == 1.25 and updated.input_tokens == 10
+    again = store.conversations.update(updated, quality_score=0.5)
+    assert store.conversations.get(conv.id).quality_score == 0.5 == again.quality_score
+    with pytest.raises(hive_store.NotFound):
+        store.conversations.update("missing", total_cost=1.0)
+    with pytest.raises(hive_store.ValidationError):
+        store.conversations.update(conv.id, no_such_field=1)
+    with pytest.raises(hive_store.ValidationError):
+        store.conversations.update(conv.id, id="other")
+    assert store.conversations.delete(conv.id) is True
+    assert store.conversations.delete(conv.id) is False
+    assert store.conversations.count() == 0
+
+
+def test_upsert_and_autoincrement_keys(store: hive_store.Store) -> None:
+    conv = _conv(store)
+    truth = store.curator_truths.add(
+        CuratorTruth(conversation_id=conv.id, curator_output="a", confidence_score=0.5))
+    assert isinstance(truth.id, int)
+    assert store.curator_truths.get(truth.id) == truth
+    replaced = store.curator_truths.upsert(
+        CuratorTruth(id=truth.id, conversation_id=conv.id, curator_output="b",
+                     confidence_score=0.9))
+    assert store.curator_truths.get(truth.id) == replaced
+    assert store.curator_truths.count() == 1
+
+
+def test_add_many_is_all_or_nothing(store: hive_store.Store) -> None:
+    conv = _conv(store)
+    good = [Message(conversation_id=conv.id, role="user", content=str(i)) for i in range(5)]
+    bad = Message(conversation_id="no-such-conversation", role="user", content="x")
+    with pytest.raises(hive_store.IntegrityError):
+        store.messages.add_many([*good, bad])
+    assert store.messages.count() == 0
+    assert store.messages.add_many(good) == good
+    assert store.messages.get_many([good[3].id, "missing", good[1].id]) == [good[3], good[1]]
+
+
+def test_foreign_keys_are_enforced(store: hive_store.Store) -> None:
+    with pytest.raises(hive_store.IntegrityError, match="FOREIGN KEY"):
+        store.messages.add(Message(conversation_id="nope", role="user", content="x"))
+    conv = _conv(store)
+    store.messages.add(Message(conversation_id=conv.id, role="user", content="x"))
+    with pytest.raises(hive_store.IntegrityError):
+        store.conversations.delete(conv.id)
+    assert store.conversations.count() == 1
+
+
+def test_find_filters_order_limit(store: hive_store.Store) -> None:
+    conv = _conv(store)
+    base = datetime(2025, 1, 1, tzinfo=UTC)
+    msgs = [Message(conversation_id=conv.id, role="assistant" if i % 2 else "user",
+                    content=f"content {i}", stage=["generator", "refiner", None][i % 3],
+                    timestamp=base + timedelta(minutes=i)) for i in range(12)]
+    store.messages.add_many(msgs)
+    assert store.messages.count(conversation_id=conv.id) == 12
+    assert store.messages.count(role="user") == 6
+    assert store.messages.count(stage=None) == 4
+    assert store.messages.count(stage__isnull=False) == 8
+    assert store.messages.count(stage__in=["generator", "refiner"]) == 8
+    assert store.messages.count(stage__in=[]) == 0
+    assert store.messages.count(timestamp__ge=base + timedelta(minutes=10)) == 2
+    assert store.messages.count(timestamp__lt=base + timedelta(minutes=3), role__ne="user") == 1
+    assert store.messages.count(content__contains="ent 1") == 3  # 1, 10, 11
+    newest = store.messages.find(order_by="-timestamp", limit=3)
+    assert [m.content for m in newest] == ["content 11", "content 10", "content 9"]
+    page = store.messages.find(order_by=["role", "-timestamp"], limit=2, offset=1)
+    assert [m.content for m in page] == ["content 9", "content 7"]
+    assert store.messages.find_one(content="content 4") == msgs[4]
+    assert store.messages.find_one(content="nope") is None
+    assert store.messages.find(conversation_id=conv.id) == msgs  # insertion order by default
+
+
+@pytest.mark.parametrize("bad", [
+    {"nosuchfield": 1}, {"content__regex": "x"}, {"content__in": "abc"},
+    {"timestamp": "not a time"}, {"stage__isnull": "yes"},
+])
+def test_bad_filters_are_validation_errors(store: hive_store.Store, bad: dict) -> None:
+    with pytest.raises(hive_store.ValidationError):
+        store.messages.find(**bad)
+
+
+@pytest.mark.parametrize("order", ["nosuch", "-content; DROP TABLE messages", "", ["content", 3]])
+def test_bad_order_by(store: hive_store.Store, order: object) -> None:
+    with pytest.raises(hive_store.ValidationError):
+        store.messages.find(order_by=order)
+
+
+@pytest.mark.parametrize("limit", [-1, "5", 1.5, True])
+def test_bad_limits(store: hive_store.Store, limit: object) -> None:
+    with pytest.raises(hive_store.ValidationError):
+        store.messages.find(limit=limit)
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_injection_payloads_are_bound_not_executed(store: hive_store.Store, payload: str) -> None:
+    conv = _conv(store)
+    msg = store.messages.add(Message(conversation_id=conv.id, role="user", content=payload))
+    assert store.messages.get(msg.id).content == payload
+    assert store.messages.find(content=payload) == [msg]
+    assert store.messages.count(content__contains=payload) == 1
+    assert store.messages.find(role=payload) == []
+    with pytest.raises(hive_store.NotFound):
+        store.messages.get(payload)
+    with pytest.raises(hive_store.ValidationError):
+        store.messages.find(**{payload: 1}) if payload.isidentifier() else store.messages.find(
+            order_by=payload)
+    assert store.messages.count() == 1 and store.conversations.count() == 1
+
+
+def test_search_escapes_like_wildcards(store: hive_store.Store) -> None:
+    conv = _conv(store)
+    for q in ["100% sure", "snake_case names", "plain"]:
+        store.knowledge_conversations.add(KnowledgeConversation(
+            conversation_id=conv.id, question=q, final_answer="a", source_of_truth="s"))
+    assert [k.question for k in store.search_knowledge("100%")] == ["100% sure"]
+    assert [k.question for k in store.search_knowledge("_")] == ["snake_case names"]
+    assert store.search_knowledge("PLAIN")[0].question == "plain"
+    assert store.search_knowledge("%") != store.knowledge_conversations.find()
+
+
+def test_iter_streams_in_constant_memory(store: hive_store.Store) -> None:
+    conv = _conv(store)
+    store.messages.add_many(
+        Message(conversation_id=conv.id, role="user", content="x" * 200) for _ in range(20000))
+    tracemalloc.start()
+    count = 0
+    for m in store.messages.iter(batch_size=500):
+        count += 1
+        assert m.content
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 20000
+    assert peak < 3_000_000, f"iter peak {peak} bytes: not streaming"
+    # an abandoned iterator gives its connection back
+    it = store.messages.iter()
+    next(it)
+    del it
+    assert store.backend.pool.stats().in_use == 0
+
+
+def test_operations_on_a_closed_store_fail_clearly(db_path) -> None:
+    s = hive_store.open(f"sqlite://{db_path}")
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(hive_store.StoreClosed):
+        s.users.add(User())
+    with pytest.raises(hive_store.StoreClosed):
+        s.users.count()
