@@ -140,8 +140,11 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
             )
             conv = store.conversations.get(run.conversation_id)
             msgs = store.messages.find(conversation_id=conv.id, order_by="timestamp")
-            health = store.backend.check_integrity()
+            checks = store.health()
             status = store.status()
+        from hive_store.health import worst
+
+        health = {"status": worst(checks), "checks": [attrs.asdict(c) for c in checks]}
         elapsed = time.perf_counter() - t0
         data = {
             "path": status.get("path"),
@@ -168,15 +171,13 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
                 con.print(f"  {label:>9}: {m.content[:70]}")
             con.print(f"read back: curator truth = {run.curator_truth.curator_output[:60]}…")
             con.print(f"conversations in the database: {data['conversations_total']}")
-            verdict = "ok" if health["ok"] else "PROBLEM"
-            con.print(f"health: {verdict} (quick_check {health['quick_check']}, journal "
-                      f"{health['journal_mode']}, foreign keys "
-                      f"{'on' if health['foreign_keys'] else 'off'})")
+            con.print(f"health: {health['status']} ("
+                      + "; ".join(f"{c.name}: {c.message}" for c in checks) + ")")
             con.print(f"done in {elapsed:.2f} s")
 
         obj.emit(data, human)
-        if not health["ok"]:
-            raise SystemExit(1)
+        if health["status"] == "fail":
+            raise click.exceptions.Exit(2)
 
     @cli.command()
     @pass_ctx

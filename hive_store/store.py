@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import attrs
@@ -61,6 +61,7 @@ from hive_store.errors import (
     StoreClosed,
     ValidationError,
 )
+from hive_store.health import HealthResult, run_checks
 from hive_store.plugins import Plugins, get_plugins
 from hive_store.url import default_url, parse_url
 
@@ -269,11 +270,15 @@ class Store:
         )
         cid = conversation.id
         messages = [Message(conversation_id=cid, role="user", content=question, timestamp=start)]
-        messages += [
-            Message(conversation_id=cid, role="assistant", content=s.answer,
-                    stage=s.stage.value, model_used=s.model, timestamp=end)
-            for s in outputs
-        ]
+        # Each stage's message is stamped when that stage finished (start + the durations so
+        # far, when known), strictly after the previous one, so time order is stage order.
+        stamp, elapsed = start, 0
+        for s in outputs:
+            elapsed += s.duration_ms or 0
+            at = min(start + timedelta(milliseconds=elapsed), end) if durations else end
+            stamp = max(at, stamp + timedelta(microseconds=1))
+            messages.append(Message(conversation_id=cid, role="assistant", content=s.answer,
+                                    stage=s.stage.value, model_used=s.model, timestamp=stamp))
         knowledge = KnowledgeConversation(
             conversation_id=cid, question=question, final_answer=curator.answer,
             source_of_truth=curator.answer, profile_id=profile_id, created_at=end,
@@ -369,6 +374,11 @@ class Store:
             return 0
         return max((a.version for a in migrator.applied() if a.namespace == "hive_store"),
                    default=0)
+
+    def health(self) -> list[HealthResult]:
+        """Run every registered health check (see :mod:`hive_store.health`)."""
+        self._check_open()
+        return run_checks(self, self.plugins.health_checks())
 
     def status(self) -> dict[str, Any]:
         """Path, size, schema version, row counts and pool settings."""

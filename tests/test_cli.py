@@ -29,7 +29,8 @@ def test_quickstart_records_and_reads_back(tmp_path: Path) -> None:
     assert db.exists() and oct(db.stat().st_mode & 0o777) == "0o600"
     data = json.loads(invoke("--db", str(db), "--json", "quickstart").output)
     assert data["messages"] == 5 and data["conversations_total"] == 2
-    assert data["health"]["ok"] is True and data["schema_version"] >= 1
+    assert data["health"]["status"] == "ok" and data["schema_version"] >= 1
+    assert {c["name"] for c in data["health"]["checks"]} >= {"integrity", "pragmas"}
 
 
 def test_init_status_and_migrate(tmp_path: Path) -> None:

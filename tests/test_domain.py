@@ -42,7 +42,7 @@ def test_record_consensus_writes_the_whole_run(store: hive_store.Store) -> None:
     assert conv.total_cost == pytest.approx(0.010)
     assert (conv.input_tokens, conv.output_tokens) == (100, 200)
     assert conv.consensus_profile_id == "lightning-fast"
-    msgs = store.messages.find(conversation_id=conv.id)
+    msgs = store.messages.find(conversation_id=conv.id, order_by="timestamp")
     assert [m.role for m in msgs] == ["user"] + ["assistant"] * 4
     assert [m.stage for m in msgs] == [None, "generator", "refiner", "validator", "curator"]
     assert msgs[0].content == "What is WAL?"

@@ -41,6 +41,13 @@ def hive_store_backend(url: StoreURL, options: dict[str, Any], plugins: Any) -> 
     return SQLiteBackend(url, opts, prepare)
 
 
+@hookimpl
+def hive_store_register_health_checks() -> Sequence[Any]:
+    from hive_store_sqlite.checks import check_integrity, check_pragmas
+
+    return [check_integrity, check_pragmas]
+
+
 @hookimpl(tryfirst=True)
 def hive_store_prepare_connection(connection: Any, backend: Any) -> None:
     # Our own pragmas first, on every connection the pool opens.
