@@ -73,3 +73,18 @@ def legacy_fixture(name: str) -> Path:
     if not path.exists():
         pytest.fail(f"legacy fixture {path} is missing (set HIVE_STORE_FIXTURES to its folder)")
     return path
+
+
+def legacy_manifest(name: str) -> dict:
+    """The manifest of a legacy fixture: per table its columns, row count and digest."""
+    import json
+
+    return json.loads(legacy_fixture(name.replace(".db", ".manifest.json")).read_text())
+
+
+def table_digest(conn, table: str) -> str:
+    """The manifests' digest: sha256 over the sorted reprs of the table's rows."""
+    import hashlib
+
+    rows = conn.execute(f'SELECT * FROM "{table}"').fetchall()
+    return hashlib.sha256("".join(sorted(repr(r) for r in rows)).encode()).hexdigest()

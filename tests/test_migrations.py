@@ -3,7 +3,6 @@ cannot handle without changing anything."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sqlite3
 from pathlib import Path
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 import hive_store
 from hive_store.migrations import Migration, MigrationSet, order_sets, split_statements
 from hive_store.plugins import Plugins
-from tests.conftest import legacy_fixture
+from tests.conftest import legacy_fixture, legacy_manifest, table_digest
 
 TRIGGER_SQL = """
 -- @name: notes
@@ -153,21 +152,18 @@ def test_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
         hive_store.open(f"sqlite://{path}", plugins=_plugins(one))
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.mark.parametrize("name", ["hive-ai-v5.db", "hive-ai-v10.db"])
 def test_legacy_hive_database_is_refused_without_change(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     shutil.copy(legacy_fixture(name), path)
-    before = _digest(path)
     with pytest.raises(hive_store.MigrationError, match="old Hive apps") as err:
         hive_store.open(f"sqlite://{path}")
-    assert "version" in str(err.value) and "nothing was changed" in str(err.value)
+    assert "version" in str(err.value) and "no data was changed" in str(err.value)
     assert "hive_store_migrations" not in _tables(path)
-    with sqlite3.connect(path) as conn:  # every legacy row still there
-        assert conn.execute("SELECT count(*) FROM conversations").fetchone()[0] == 60
+    manifest = legacy_manifest(name)
+    with sqlite3.connect(path) as conn:  # every legacy row and value is still there
+        for table, facts in manifest.items():
+            assert table_digest(conn, table) == facts["sha256"], table
 
 
 def test_core_migrations_are_shipped_as_package_data() -> None:

@@ -123,8 +123,8 @@ class SQLiteMigrator:
             state = f"at Hive schema version {version}" if version is not None else "with Hive tables"
             raise MigrationError(
                 f"this is a database written by the old Hive apps ({state}) that hive-store has "
-                "not adopted; adopting legacy databases is not supported by this version yet, and "
-                "nothing was changed"
+                "not adopted; adopting legacy databases is not supported by this version yet; "
+                "no data was changed"
             )
 
     def _apply(self, conn: sqlite3.Connection, namespace: str, migration: Migration) -> None:
