@@ -1,0 +1,1 @@
+"""hive-store plugin: health checks, statistics and maintenance (work in progress)."""
