@@ -73,7 +73,8 @@ class HiveGroup(click.Group):
         except HiveStoreError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:
-            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+            where = f": {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
         except Exception as exc:
             if os.environ.get("HIVE_STORE_DEBUG"):
                 raise
@@ -123,10 +124,12 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
                             answer="SQLite in WAL mode lets readers run while one writer commits.",
                             tokens_input=120, tokens_output=240, cost=0.00042, duration_ms=900),
                 StageOutput(stage="refiner", model="openai/gpt-3.5-turbo",
-                            answer="WAL: concurrent readers, one writer; checkpoints move pages back.",
+                            answer="WAL: concurrent readers, one writer; "
+                                   "checkpoints move pages back.",
                             tokens_input=260, tokens_output=180, cost=0.00031, duration_ms=700),
                 StageOutput(stage="validator", model="google/gemini-flash",
-                            answer="Correct; add that synchronous=NORMAL is durable across crashes.",
+                            answer="Correct; add that synchronous=NORMAL survives "
+                                   "process crashes.",
                             tokens_input=200, tokens_output=90, cost=0.00005, duration_ms=400),
                 StageOutput(stage="curator", model="anthropic/claude-3-haiku",
                             answer="WAL gives concurrent readers and one writer; with "

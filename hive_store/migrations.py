@@ -168,7 +168,8 @@ def order_sets(sets: Sequence[MigrationSet]) -> list[MigrationSet]:
         if state.get(ns) == 2:
             return
         if state.get(ns) == 1:
-            raise MigrationError(f"migration sets depend on each other: {' -> '.join(path + (ns,))}")
+            cycle = " -> ".join((*path, ns))
+            raise MigrationError(f"migration sets depend on each other: {cycle}")
         if ns not in by_ns:
             raise MigrationError(
                 f"migration set {path[-1]!r} depends on {ns!r}, which no loaded plugin provides"

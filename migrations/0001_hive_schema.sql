@@ -590,7 +590,7 @@ CREATE INDEX idx_licenses_key ON licenses(key);
 CREATE INDEX idx_daily_usage_user_date ON daily_usage_summary(user_id, date);
 CREATE INDEX idx_daily_usage_date ON daily_usage_summary(date);
 CREATE INDEX idx_consensus_facts_fingerprint ON consensus_facts(semantic_fingerprint);
-CREATE INDEX idx_consensus_facts_created ON consensus_facts(created_at);
+CREATE INDEX idx_consensus_facts_created_at ON consensus_facts(created_at);
 CREATE INDEX idx_consensus_facts_topics ON consensus_facts(topics);
 CREATE INDEX idx_consensus_facts_access_count ON consensus_facts(access_count);
 CREATE INDEX idx_consensus_facts_confidence ON consensus_facts(curator_confidence);

@@ -35,7 +35,7 @@ INSERT OR IGNORE INTO consensus_profiles (id, profile_name, generator_model, ref
 INSERT OR IGNORE INTO consensus_settings (key, value) VALUES ('active_profile_id', 'lightning-fast');
 
 -- @down
-DELETE FROM consensus_settings WHERE key = 'active_profile_id' AND value = 'lightning-fast';
+DELETE FROM consensus_settings WHERE key = 'active_profile_id';
 DELETE FROM consensus_profiles WHERE id IN ('lightning-fast', 'precision-architect', 'budget-optimizer', 'research-deep-dive', 'startup-mvp', 'enterprise-grade', 'creative-innovator', 'security-focused', 'ml-ai-specialist', 'debugging-detective');
 DELETE FROM openrouter_models WHERE internal_id BETWEEN 1 AND 13;
 DELETE FROM openrouter_providers WHERE id IN ('anthropic', 'google', 'meta-llama', 'mistralai', 'openai');

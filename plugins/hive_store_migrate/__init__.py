@@ -39,6 +39,7 @@ def hive_store_migrator(backend: Any) -> SQLiteMigrator | None:
 
 @hookimpl
 def hive_store_register_commands(cli: Any) -> None:
-    from hive_store_migrate.cli import migrate
+    from hive_store_migrate.cli import migrate, schema
 
     cli.add_command(migrate)
+    cli.add_command(schema)

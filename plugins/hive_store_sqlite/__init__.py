@@ -23,7 +23,9 @@ def hive_store_backend_schemes() -> Sequence[str]:
 
 
 @hookimpl
-def hive_store_backend(url: StoreURL, options: dict[str, Any], plugins: Any) -> SQLiteBackend | None:
+def hive_store_backend(
+    url: StoreURL, options: dict[str, Any], plugins: Any
+) -> SQLiteBackend | None:
     if url.scheme != "sqlite":
         return None
     if url.host:

@@ -98,7 +98,8 @@ class SQLiteBackend:
         self._repos: dict[type, Any] = {}
         if self.memory:
             # One in-memory database shared by the whole store: one connection, serialised.
-            self._target = f"file:hive-store-{id(self)}-{time.monotonic_ns()}?mode=memory&cache=shared"
+            name = f"hive-store-{id(self)}-{time.monotonic_ns()}"
+            self._target = f"file:{name}?mode=memory&cache=shared"
             pool_cfg = attrs.evolve(options.pool, max_size=1, min_idle=1,
                                     idle_timeout=None, max_lifetime=None)
             # Keeps the database alive while pooled connections come and go.
@@ -160,8 +161,11 @@ class SQLiteBackend:
         """The per-connection settings; run for every connection the pool opens."""
         opts = self.options
         conn.execute(f"PRAGMA busy_timeout = {int(opts.busy_timeout * 1000)}")
-        if not self.memory:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if not self.memory and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            # Switching needs a moment of exclusive access and SQLite does not apply
+            # busy_timeout to it, so wait for a writer in another process ourselves.
+            mode = self._retry_busy(
+                lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
             if str(mode).lower() != "wal":
                 raise StorageError(f"could not switch {self._target} to WAL (got {mode!r})")
         sync = {"normal": "NORMAL", "full": "FULL"}[opts.durability]
@@ -172,14 +176,32 @@ class SQLiteBackend:
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute(f"PRAGMA wal_autocheckpoint = {int(opts.wal_autocheckpoint)}")
 
+    def _retry_busy(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` until it is not refused as busy/locked, up to ``busy_timeout``."""
+        deadline = time.monotonic() + self.options.busy_timeout
+        delay = 0.002
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                low = str(exc).lower()
+                if ("locked" not in low and "busy" not in low) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
     def _init_new_database(self, conn: sqlite3.Connection) -> None:
         """``auto_vacuum=INCREMENTAL`` only while the file is empty (it is a write otherwise)."""
-        try:
+
+        def init() -> None:
             if conn.execute("PRAGMA page_count").fetchone()[0] <= 1:
                 # Needs a VACUUM to take effect once the header exists; cheap on an empty file.
                 conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
                     conn.execute("VACUUM")
+
+        try:
+            self._retry_busy(init)
         except sqlite3.Error as exc:
             raise translate_error(exc, str(self.path)) from None
 
@@ -190,9 +212,17 @@ class SQLiteBackend:
         if tx is not None:
             yield tx.conn
             return
+        held: sqlite3.Connection | None = getattr(self._local, "held", None)
+        if held is not None:  # a nested read in this thread (e.g. inside iter()) shares it
+            yield held
+            return
         self._check_open()
         with self.pool.connection() as conn:
-            yield conn
+            self._local.held = conn
+            try:
+                yield conn
+            finally:
+                self._local.held = None
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -209,10 +239,16 @@ class SQLiteBackend:
         tx.changes.append(change)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE``); nested calls are savepoints."""
+    def transaction(self, *, foreign_keys: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``); nested calls are savepoints.
+
+        ``foreign_keys=False`` (outermost transactions only) turns enforcement off for this
+        transaction, as SQLite's table-rebuild procedure requires; it is back on afterwards.
+        """
         tx: _Tx | None = getattr(self._local, "tx", None)
         if tx is not None:
+            if not foreign_keys:
+                raise RuntimeError("foreign_keys=False needs an outermost transaction")
             yield from self._savepoint(tx)
             return
         self._check_open()
@@ -220,8 +256,12 @@ class SQLiteBackend:
         if not self._write_lock.acquire(timeout=timeout):
             raise PoolTimeout(f"the writer stayed busy for more than {timeout:g} s")
         try:
-            conn = self.pool.checkout()
+            # An in-memory store has one connection: a write inside a read (iter) shares it.
+            held = getattr(self._local, "held", None) if self.memory else None
+            conn = held if held is not None else self.pool.checkout()
             try:
+                if not foreign_keys:
+                    conn.execute("PRAGMA foreign_keys = OFF")
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
@@ -245,7 +285,14 @@ class SQLiteBackend:
                 finally:
                     self._local.tx = None
             finally:
-                self.pool.checkin(conn, broken=conn.in_transaction)
+                broken = conn.in_transaction
+                if not foreign_keys:
+                    try:
+                        conn.execute("PRAGMA foreign_keys = ON")
+                    except sqlite3.Error:
+                        broken = True
+                if held is None:
+                    self.pool.checkin(conn, broken=broken)
         finally:
             self._write_lock.release()
         if tx.changes and self._listener is not None:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import attrs
@@ -77,6 +77,7 @@ class Pool:
         self._born: dict[int, float] = {}
         self._stats = PoolStats()
         self._closed = False
+        self._out: set[int] = set()  # ids of checked-out connections
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -111,6 +112,7 @@ class Pool:
                 while True:
                     if self._closed:
                         raise StoreClosed("the connection pool is closed")
+                    to_close.extend(self._sweep())
                     while self._idle and conn is None:
                         idle, born, last = self._idle.pop()  # LIFO: warmest cache first
                         if self._expired(born, last):
@@ -125,6 +127,8 @@ class Pool:
                     if conn is not None or create:
                         self._stats.in_use += 1
                         self._stats.checkouts += 1
+                        if conn is not None:
+                            self._out.add(id(conn))
                         break
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -143,6 +147,8 @@ class Pool:
         if conn is None:
             try:
                 conn = self._new()
+                with self._lock:
+                    self._out.add(id(conn))
             except BaseException:
                 with self._lock:
                     self._stats.size -= 1
@@ -158,15 +164,22 @@ class Pool:
         return conn
 
     def checkin(self, conn: sqlite3.Connection, *, broken: bool = False) -> None:
-        """Return a connection; one left in a transaction is rolled back first."""
-        if not broken and conn.in_transaction:
-            try:
+        """Return a connection; one left in a transaction is rolled back first, a closed or
+        failing one is discarded. Returning a connection twice is an error."""
+        with self._lock:
+            if id(conn) not in self._out:
+                raise ValueError("this connection is not checked out from this pool")
+            self._out.discard(id(conn))
+        try:
+            if not broken and conn.in_transaction:
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                broken = True
+        except sqlite3.Error:  # includes ProgrammingError on a closed connection
+            broken = True
         now = time.monotonic()
         born = self._born.get(id(conn), now)
+        swept: list[sqlite3.Connection] = []
         with self._lock:
+            swept = self._sweep()
             self._stats.in_use -= 1
             if broken or self._closed or self._expired(born, now, returning=True):
                 self._stats.size -= 1
@@ -179,6 +192,8 @@ class Pool:
             self._lock.notify()
         if discard:
             self._discard(conn)
+        for old in swept:
+            self._discard(old)
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
@@ -218,6 +233,19 @@ class Pool:
             self._stats.created += 1
         return conn
 
+    def _sweep(self) -> list[sqlite3.Connection]:
+        """Take expired connections off the least-recently-used end of the idle list (lock
+        held). Cheap: it stops at the first one still fresh."""
+        cfg = self.config
+        gone: list[sqlite3.Connection] = []
+        if cfg.idle_timeout is None and cfg.max_lifetime is None:
+            return gone
+        while self._idle and self._expired(self._idle[0][1], self._idle[0][2]):
+            gone.append(self._idle.popleft()[0])
+            self._stats.size -= 1
+            self._stats.recycled += 1
+        return gone
+
     def _expired(self, born: float, last: float, *, returning: bool = False) -> bool:
         now = time.monotonic()
         cfg = self.config
@@ -228,10 +256,8 @@ class Pool:
 
     def _discard(self, conn: sqlite3.Connection) -> None:
         self._born.pop(id(conn), None)
-        try:
+        with suppress(sqlite3.Error):
             conn.close()
-        except sqlite3.Error:
-            pass
 
 
 def _is_broken(conn: Any) -> bool:
