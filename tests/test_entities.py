@@ -94,7 +94,9 @@ def test_naive_datetime_is_rejected_on_write() -> None:
         ({"stage": "final"}, "stage", "not one of"),
     ],
 )
-def test_bad_message_values_name_entity_field_reason(changes: dict, field: str, reason: str) -> None:
+def test_bad_message_values_name_entity_field_reason(
+    changes: dict, field: str, reason: str
+) -> None:
     msg = attrs.evolve(Message(conversation_id="c", role="user", content="x"), **changes)
     codec = EntityCodec(ActivityLog) if field == "stage" else CODECS[Message]
     target = (ActivityLog(event_type=EventType.EXPORT, stage="final") if field == "stage"
