@@ -319,3 +319,18 @@ def test_random_legacy_contents_survive_adoption(tmp_path_factory, convs, msgs,
         report = json.loads(conn.execute("SELECT report FROM hive_store_adoption").fetchone()[0])
         remaining = {(t, r) for t, r, _, _ in conn.execute("PRAGMA foreign_key_check")}
         assert remaining == {(v["table"], v["rowid"]) for v in report["violations"]}
+
+
+def test_rebuild_progress_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hive_store_migrate.adopt as adopt_mod
+
+    monkeypatch.setattr(adopt_mod, "CHUNK", 7)  # several chunks on the 60-row fixture table
+    path = copy_fixture("hive-ai-v10.db", tmp_path)
+    seen: list[tuple[str, int, int]] = []
+    with hive_store.open(f"sqlite://{path}", migrate=False) as store:
+        migrator = store.plugins.migrator(store.backend)
+        migrator.upgrade(store.plugins.migration_sets(),
+                         progress=lambda t, done, total: seen.append((t, done, total)))
+        assert store.conversations.count() == 60
+    assert seen[-1] == ("conversations", 60, 60)
+    assert [d for _, d, _ in seen] == sorted(d for _, d, _ in seen) and len(seen) == 9
