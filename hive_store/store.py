@@ -198,6 +198,8 @@ class Store:
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names that are not repositories (those live in __dict__).
+        if name.startswith("_"):
+            raise AttributeError(name)
         raise AttributeError(
             f"Store has no attribute {name!r} (tables: {', '.join(sorted(self._by_table))})"
         )
