@@ -1,0 +1,1 @@
+"""hive-store plugin: mirroring to Cloudflare D1 (work in progress)."""
