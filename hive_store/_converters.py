@@ -342,6 +342,8 @@ class EntityCodec(Generic[E]):
 
     __slots__ = (
         "_by_name",
+        "_fast_from_row",
+        "_fast_to_row",
         "_struct",
         "_struct_hooks",
         "_unstruct",
@@ -392,10 +394,56 @@ class EntityCodec(Generic[E]):
             generic_cls, _converter, **unstruct_overrides,
         )
 
+        self._fast_from_row = self._compile_from_row()
+        self._fast_to_row = self._compile_to_row()
+
+    # Generated fast paths: one function per entity and direction, with the common case
+    # (a value already of the column's type) inlined. Anything else goes through the field's
+    # hook; any failure falls back to cattrs' detailed validation for the error message.
+    _INLINE = {"str": "str", "int": "int", "float": "float"}
+
+    def _compile_from_row(self) -> Callable[[Any], E]:
+        ns: dict[str, Any] = {"cls": self.cls}
+        names = [f"v{i}" for i in range(len(self.fields))]
+        args = []
+        for i, fi in enumerate(self.fields):
+            ns[f"h{i}"] = self._struct_hooks[fi.name]
+            inline = self._INLINE.get(fi.kind) if fi.enum_type is None else None
+            expr = (f"v{i} if v{i}.__class__ is {inline} else h{i}(v{i})" if inline
+                    else f"h{i}(v{i})")
+            args.append(f"{fi.name}={expr}")
+        src = (f"def from_row(row):\n    {', '.join(names)}, = row\n"
+               f"    return cls({', '.join(args)})\n")
+        exec(compile(src, f"<hive_store from_row {self.name}>", "exec"), ns)
+        fn: Callable[[Any], E] = ns["from_row"]
+        return fn
+
+    def _compile_to_row(self) -> Callable[[Any], tuple[Any, ...]]:
+        ns: dict[str, Any] = {}
+        items = []
+        for i, fi in enumerate(self.fields):
+            ns[f"u{i}"] = self._unstruct_hooks[fi.name]
+            if fi.kind == "str" and fi.enum_type is None:
+                expr = f"(x{i} if x{i}.__class__ is str and x{i}.isascii() else u{i}(x{i}))"
+            elif fi.kind == "int" and fi.enum_type is None:
+                expr = (f"(x{i} if x{i}.__class__ is int and -9223372036854775808 <= x{i} "
+                        f"<= 9223372036854775807 else u{i}(x{i}))")
+            else:
+                expr = f"u{i}(x{i})"
+            items.append(expr)
+        getters = "\n".join(f"    x{i} = e.{fi.name}" for i, fi in enumerate(self.fields))
+        src = (f"def to_row(e):\n{getters}\n    return ({', '.join(items)},)\n")
+        exec(compile(src, f"<hive_store to_row {self.name}>", "exec"), ns)
+        fn: Callable[[Any], tuple[Any, ...]] = ns["to_row"]
+        return fn
+
     # rows -> entities
     def from_row(self, row: tuple[Any, ...] | list[Any]) -> E:
         """Build the entity from a row whose values are in :attr:`columns` order."""
-        return self.structure(dict(zip(self.columns, row, strict=True)))
+        try:
+            return self._fast_from_row(row)
+        except (TypeError, ValueError, KeyError):
+            return self.structure(dict(zip(self.columns, row, strict=True)))
 
     def structure(self, data: Mapping[str, Any]) -> E:
         """Build the entity from a mapping of field names (missing fields take defaults)."""
@@ -415,7 +463,14 @@ class EntityCodec(Generic[E]):
                 self.name, [("*", f"expected a {self.name}, got {type(entity).__name__}")]
             )
         try:
-            return tuple(self._unstruct(entity).values())
+            return self._fast_to_row(entity)
+        except (TypeError, ValueError, AttributeError):
+            raise ValidationError(self.name, self.errors(entity)) from None
+
+    def to_mapping(self, entity: E) -> dict[str, Any]:
+        """Column name -> SQL value (the cattrs-generated unstructure function)."""
+        try:
+            return self._unstruct(entity)
         except (TypeError, ValueError, AttributeError):
             raise ValidationError(self.name, self.errors(entity)) from None
 

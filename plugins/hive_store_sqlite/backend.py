@@ -224,6 +224,30 @@ class SQLiteBackend:
             finally:
                 self._local.held = None
 
+    def fetch(self, sql: str, params: Sequence[Any], *, one: bool = False) -> Any:
+        """Run a read and return ``fetchone()`` or ``fetchall()`` — the hot path of the
+        repositories, without context-manager overhead."""
+        local = self._local
+        tx: _Tx | None = getattr(local, "tx", None)
+        conn: sqlite3.Connection | None = tx.conn if tx is not None else getattr(
+            local, "held", None)
+        if conn is not None:
+            cur = conn.execute(sql, params)
+            return cur.fetchone() if one else cur.fetchall()
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        pool = self.pool
+        conn = pool.checkout()
+        try:
+            cur = conn.execute(sql, params)
+            result = cur.fetchone() if one else cur.fetchall()
+            cur.close()
+        except BaseException:
+            pool.checkin(conn, broken=_broken(conn))
+            raise
+        pool.checkin(conn)
+        return result
+
     # -- transactions -------------------------------------------------------------------------
 
     def in_transaction(self) -> bool:
@@ -392,6 +416,14 @@ class SQLiteBackend:
         if keeper is not None:
             keeper.close()
             self._keeper = None
+
+
+def _broken(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1").fetchone()
+    except sqlite3.Error:
+        return True
+    return False
 
 
 def _size(path: Path) -> int:

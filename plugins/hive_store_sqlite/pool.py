@@ -78,6 +78,7 @@ class Pool:
         self._stats = PoolStats()
         self._closed = False
         self._out: set[int] = set()  # ids of checked-out connections
+        self._waiters = 0
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -102,6 +103,21 @@ class Pool:
 
     def checkout(self, timeout: float | None = None) -> sqlite3.Connection:
         """Take a connection; waits up to ``timeout`` (default ``connection_timeout``)."""
+        if not self.config.test_on_checkout:
+            # Fast path: the most recently returned connection, fresh, nothing to sweep.
+            with self._lock:
+                idle = self._idle
+                if idle and not self._closed:
+                    warm, born, last = idle[-1]
+                    now = time.monotonic()
+                    if not self._expired(born, last, now=now) and not self._expired(
+                            idle[0][1], idle[0][2], now=now):
+                        idle.pop()
+                        stats = self._stats
+                        stats.in_use += 1
+                        stats.checkouts += 1
+                        self._out.add(id(warm))
+                        return warm
         limit = self.config.connection_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         to_close: list[sqlite3.Connection] = []
@@ -140,7 +156,11 @@ class Pool:
                     if not waited:
                         waited = True
                         self._stats.waits += 1
-                    self._lock.wait(remaining)
+                    self._waiters += 1
+                    try:
+                        self._lock.wait(remaining)
+                    finally:
+                        self._waiters -= 1
         finally:
             for old in to_close:
                 self._discard(old)
@@ -166,22 +186,21 @@ class Pool:
     def checkin(self, conn: sqlite3.Connection, *, broken: bool = False) -> None:
         """Return a connection; one left in a transaction is rolled back first, a closed or
         failing one is discarded. Returning a connection twice is an error."""
-        with self._lock:
-            if id(conn) not in self._out:
-                raise ValueError("this connection is not checked out from this pool")
-            self._out.discard(id(conn))
         try:
             if not broken and conn.in_transaction:
                 conn.execute("ROLLBACK")
         except sqlite3.Error:  # includes ProgrammingError on a closed connection
             broken = True
+        key = id(conn)
         now = time.monotonic()
-        born = self._born.get(id(conn), now)
-        swept: list[sqlite3.Connection] = []
         with self._lock:
+            if key not in self._out:
+                raise ValueError("this connection is not checked out from this pool")
+            self._out.discard(key)
             swept = self._sweep()
             self._stats.in_use -= 1
-            if broken or self._closed or self._expired(born, now, returning=True):
+            born = self._born.get(key, now)
+            if broken or self._closed or self._expired(born, now, now=now, returning=True):
                 self._stats.size -= 1
                 if not self._closed and not broken:
                     self._stats.recycled += 1
@@ -189,7 +208,8 @@ class Pool:
             else:
                 self._idle.append((conn, born, now))
                 discard = False
-            self._lock.notify()
+            if self._waiters:
+                self._lock.notify()
         if discard:
             self._discard(conn)
         for old in swept:
@@ -246,8 +266,10 @@ class Pool:
             self._stats.recycled += 1
         return gone
 
-    def _expired(self, born: float, last: float, *, returning: bool = False) -> bool:
-        now = time.monotonic()
+    def _expired(self, born: float, last: float, *, returning: bool = False,
+                 now: float | None = None) -> bool:
+        if now is None:
+            now = time.monotonic()
         cfg = self.config
         if cfg.max_lifetime is not None and now - born > cfg.max_lifetime:
             return True

@@ -66,8 +66,7 @@ class SQLiteRepository(Generic[E]):
     def get(self, key: Any) -> E:
         sql_key = self._key(key)
         try:
-            with self.backend.connection() as conn:
-                row = conn.execute(self._sql_get, (sql_key,)).fetchone()
+            row = self.backend.fetch(self._sql_get, (sql_key,), one=True)
         except sqlite3.Error as exc:
             raise translate_error(exc, f"reading {self.codec.table}") from None
         if row is None:
@@ -160,8 +159,7 @@ class SQLiteRepository(Generic[E]):
              **filters: Any) -> list[E]:
         sql, params = self._select(filters, order_by, limit, offset)
         try:
-            with self.backend.connection() as conn:
-                rows = conn.execute(sql, params).fetchall()
+            rows = self.backend.fetch(sql, params)
         except sqlite3.Error as exc:
             raise translate_error(exc, f"reading {self.codec.table}") from None
         from_row = self.codec.from_row
@@ -174,9 +172,8 @@ class SQLiteRepository(Generic[E]):
     def count(self, **filters: Any) -> int:
         where, params = self._where(filters)
         try:
-            with self.backend.connection() as conn:
-                return int(conn.execute(f"SELECT count(*) FROM {self._table}{where}",
-                                        params).fetchone()[0])
+            return int(self.backend.fetch(f"SELECT count(*) FROM {self._table}{where}", params,
+                                          one=True)[0])
         except sqlite3.Error as exc:
             raise translate_error(exc, f"counting {self.codec.table}") from None
 
