@@ -106,13 +106,13 @@ class Pool:
         if not self.config.test_on_checkout:
             # Fast path: the most recently returned connection, fresh, nothing to sweep.
             with self._lock:
-                idle = self._idle
-                if idle and not self._closed:
-                    warm, born, last = idle[-1]
+                ready = self._idle
+                if ready and not self._closed:
+                    warm, born, last = ready[-1]
                     now = time.monotonic()
                     if not self._expired(born, last, now=now) and not self._expired(
-                            idle[0][1], idle[0][2], now=now):
-                        idle.pop()
+                            ready[0][1], ready[0][2], now=now):
+                        ready.pop()
                         stats = self._stats
                         stats.in_use += 1
                         stats.checkouts += 1
