@@ -126,7 +126,8 @@ class Plugins:
     def _load(self) -> None:
         from hive_store import _builtin
 
-        self.register(_builtin, name="hive_store.core", builtin=True)
+        if not self.pm.has_plugin("hive_store.core"):  # a strict retry loads again
+            self.register(_builtin, name="hive_store.core", builtin=True)
         if not self._entry_points:
             return
         allow = _env_list("HIVE_STORE_LOAD_PLUGINS")
@@ -191,6 +192,8 @@ class Plugins:
         self.ensure_loaded()
         out = []
         for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:  # blocked (HIVE_STORE_DISABLE_PLUGINS)
+                continue
             hooks = tuple(sorted(
                 caller.name for caller in self.pm.get_hookcallers(plugin) or []
             ))

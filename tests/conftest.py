@@ -25,6 +25,10 @@ if os.environ.get("HYPOTHESIS_PROFILE"):
 elif not os.environ.get("CI"):
     settings.load_profile("dev")
 
+# The suite runs with the plugins shipped in hive-store only; tests/test_plugins.py opts in to
+# the third-party test distributions (installed by CI) explicitly.
+os.environ.setdefault("HIVE_STORE_LOAD_PLUGINS", "")
+
 FIXTURES = Path(
     os.environ.get("HIVE_STORE_FIXTURES")
     or Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "legacy"
