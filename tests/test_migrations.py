@@ -106,7 +106,8 @@ def test_plugin_set_with_triggers_is_applied_and_recorded(tmp_path: Path) -> Non
     hive_store.open(f"sqlite://{path}", plugins=_plugins(mset)).close()
     with sqlite3.connect(path) as conn:
         rows = conn.execute("SELECT namespace, version, name, checksum, duration_ms "
-                            "FROM hive_store_migrations ORDER BY namespace, version").fetchall()
+                            "FROM hive_store_migrations WHERE namespace IN ('hive_store', 'notes') "
+                            "ORDER BY namespace, version").fetchall()
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("hive_store", 1, "hive_schema"), ("hive_store", 2, "seed_catalog"), ("notes", 1, "notes")]
     assert rows[2][3] == mset.migrations[0].checksum and rows[2][4] >= 0

@@ -359,6 +359,8 @@ def table_spec(conn: sqlite3.Connection, table: str) -> dict[str, Any]:
                  in conn.execute(f'PRAGMA foreign_key_list("{q}")'))
     indexes = []
     for _seq, name, unique, origin, partial in conn.execute(f'PRAGMA index_list("{q}")'):
+        if name.startswith("hive_store_"):
+            continue  # indexes that plugins own (e.g. hive_store_health_*) are not Hive schema
         iq = name.replace('"', '""')
         cols = tuple((cname, desc, coll)
                      for _seqno, _cid, cname, desc, coll, key

@@ -99,6 +99,8 @@ def describe_table(conn: sqlite3.Connection, table: str) -> TableSpec:
     for r in conn.execute("SELECT name, \"unique\", origin, partial FROM pragma_index_list(?)",
                           (table,)):
         name, unique, origin, partial = r
+        if name.startswith(IGNORED_PREFIXES[0]):
+            continue  # indexes plugins add (e.g. hive_store_health_*) are not Hive schema
         cols_info = tuple(
             (x[2] or "", int(x[3]))
             for x in conn.execute("SELECT * FROM pragma_index_xinfo(?)", (name,)) if x[5]

@@ -45,9 +45,10 @@ def hive_store_backend(
 
 @hookimpl
 def hive_store_register_health_checks() -> Sequence[Any]:
-    from hive_store_sqlite.checks import check_integrity, check_pragmas
-
-    return [check_integrity, check_pragmas]
+    # The integrity and pragma checks moved to the health plugin (hive_store_health), which
+    # registers them with the other SQLite checks; registering them here too would run them
+    # twice.
+    return []
 
 
 @hookimpl(tryfirst=True)
