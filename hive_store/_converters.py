@@ -182,8 +182,11 @@ def _u_str(v: Any) -> str:
     if not v.isascii():
         try:
             v.encode("utf-8")
+            valid = True
         except UnicodeEncodeError:
-            raise ValueError("text is not valid Unicode (lone surrogate)") from None
+            valid = False
+        if not valid:  # raised outside the handler: the rejected text is not kept in __context__
+            raise ValueError("text is not valid Unicode (lone surrogate)")
     return v
 
 
@@ -335,6 +338,17 @@ def _reasons(exc: BaseException) -> list[tuple[str, str]]:
     else:
         out.append(("?", str(exc)))
     return out
+
+
+_codecs: dict[type, Any] = {}
+
+
+def codec_for(cls: type[E]) -> EntityCodec[E]:
+    """The (cached) codec of an entity class: building one generates code, so do it once."""
+    codec: EntityCodec[E] | None = _codecs.get(cls)
+    if codec is None:
+        codec = _codecs[cls] = EntityCodec(cls)
+    return codec
 
 
 class EntityCodec(Generic[E]):

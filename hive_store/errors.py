@@ -13,6 +13,12 @@ class HiveStoreError(Exception):
     """Base class of all hive_store errors."""
 
 
+def excerpt(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: messages quote input, never all of it."""
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else f"{text[:limit - 1]}…"
+
+
 class ConfigurationError(HiveStoreError):
     """A bad URL, option or environment setting."""
 
@@ -26,7 +32,7 @@ class ValidationError(HiveStoreError, ValueError):
 
     def __init__(self, entity: str, errors: Sequence[tuple[str, str]]) -> None:
         self.entity = entity
-        self.errors = list(errors)
+        self.errors = [(excerpt(field, 60), excerpt(reason, 300)) for field, reason in errors]
         detail = "; ".join(f"{field}: {reason}" for field, reason in self.errors)
         super().__init__(f"invalid {entity}: {detail}")
 
@@ -42,7 +48,7 @@ class NotFound(HiveStoreError, LookupError):
     def __init__(self, entity: str, key: object) -> None:
         self.entity = entity
         self.key = key
-        super().__init__(f"{entity} {key!r} not found")
+        super().__init__(f"{entity} {excerpt(repr(key))} not found")
 
 
 class IntegrityError(HiveStoreError):

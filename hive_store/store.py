@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import attrs
 
-from hive_store._converters import EntityCodec
+from hive_store._converters import EntityCodec, codec_for
 from hive_store.backend import Backend, Repository
 from hive_store.changes import Change
 from hive_store.entities import (
@@ -71,18 +72,53 @@ E = TypeVar("E")
 STAGE_ORDER = (Stage.GENERATOR, Stage.REFINER, Stage.VALIDATOR, Stage.CURATOR)
 
 
+def _bad(attr: Any, reason: str) -> ValidationError:
+    return ValidationError("StageOutput", [(attr.name, reason)])
+
+
+def _count(_inst: Any, attr: Any, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**62:
+        raise _bad(attr, f"must be a whole number from 0 to 2**62, got {value!r:.40}")
+
+
+def _duration(_inst: Any, attr: Any, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10**12:
+        raise _bad(attr, f"must be milliseconds from 0 to 10**12, got {value!r:.40}")
+
+
+def _amount(_inst: Any, attr: Any, value: Any) -> None:
+    if (not isinstance(value, (int, float)) or isinstance(value, bool)
+            or not math.isfinite(value) or value < 0):
+        raise _bad(attr, f"must be a finite number >= 0, got {value!r:.40}")
+
+
+def _text(_inst: Any, attr: Any, value: Any) -> None:
+    if not isinstance(value, str):
+        raise _bad(attr, f"must be text, got {type(value).__name__}")
+
+
+def _stage(value: Any) -> Stage:
+    try:
+        return Stage(value)
+    except ValueError:
+        raise ValidationError("StageOutput", [(
+            "stage", f"{value!r:.40} is not one of generator, refiner, validator, curator")]
+        ) from None
+
+
 @attrs.frozen(kw_only=True)
 class StageOutput:
     """What one consensus stage produced (the input of :meth:`Store.record_consensus`)."""
 
-    stage: Stage = attrs.field(converter=Stage)
-    model: str
-    answer: str
-    tokens_input: int = 0
-    tokens_output: int = 0
-    cost: float = 0.0
-    duration_ms: int | None = None
-    provider: str | None = None
+    stage: Stage = attrs.field(converter=_stage)
+    model: str = attrs.field(validator=_text)
+    answer: str = attrs.field(validator=_text)
+    tokens_input: int = attrs.field(default=0, validator=_count)
+    tokens_output: int = attrs.field(default=0, validator=_count)
+    cost: float = attrs.field(default=0.0, validator=_amount)
+    duration_ms: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_duration))
+    provider: str | None = attrs.field(default=None, validator=attrs.validators.optional(_text))
 
 
 @attrs.frozen(kw_only=True)
@@ -162,7 +198,7 @@ class Store:
         self._codecs: dict[type, EntityCodec[Any]] = {}
         self._by_table: dict[str, type] = {}
         for cls in plugins.entities():
-            codec: EntityCodec[Any] = EntityCodec(cls)
+            codec: EntityCodec[Any] = codec_for(cls)
             if codec.table in self._by_table and self._by_table[codec.table] is not cls:
                 raise PluginError(f"two entities claim the table {codec.table!r}")
             self._codecs[cls] = codec
@@ -178,7 +214,10 @@ class Store:
 
     def repo(self, entity: type[E]) -> Repository[E]:
         """The repository of an entity class (core or plugin-registered)."""
-        codec = self._codecs.get(entity)
+        try:
+            codec = self._codecs.get(entity)
+        except TypeError:  # unhashable
+            codec = None
         if codec is None:
             raise ConfigurationError(
                 f"{getattr(entity, '__name__', entity)!r} is not a registered entity"
@@ -246,10 +285,38 @@ class Store:
         """
         if not isinstance(question, str) or not question.strip():
             raise ValidationError("ConsensusRun", [("question", "must be non-empty text")])
+        if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence):
+            raise ValidationError("ConsensusRun", [("stages", "must be a list of StageOutput")])
         try:
             outputs = [s if isinstance(s, StageOutput) else StageOutput(**s) for s in stages]
+        except ValidationError:
+            raise
         except (TypeError, ValueError) as exc:
             raise ValidationError("StageOutput", [("stages", str(exc))]) from None
+        for name, value in (("started_at", started_at), ("completed_at", completed_at)):
+            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+                raise ValidationError("ConsensusRun", [(
+                    name, "must be a timezone-aware datetime (e.g. datetime.now(timezone.utc))")])
+        if not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
+            raise ValidationError("ConsensusRun", [("confidence", "must be between 0 and 1")])
+        try:
+            return self._record_consensus(question, outputs, user_id=user_id,
+                                          profile_id=profile_id, conversation_id=conversation_id,
+                                          confidence=float(confidence),
+                                          topic_summary=topic_summary,
+                                          quality_score=quality_score, started_at=started_at,
+                                          completed_at=completed_at)
+        except OverflowError:
+            raise ValidationError("ConsensusRun", [(
+                "started_at", "times and durations are out of the range datetimes can hold")]
+            ) from None
+
+    def _record_consensus(
+        self, question: str, outputs: list[StageOutput], *, user_id: str | None,
+        profile_id: str | None, conversation_id: str | None, confidence: float,
+        topic_summary: str | None, quality_score: float | None,
+        started_at: datetime | None, completed_at: datetime | None,
+    ) -> ConsensusRun:
         got = tuple(s.stage for s in outputs)
         if got != STAGE_ORDER:
             raise ValidationError("ConsensusRun", [(

@@ -68,7 +68,16 @@ def parse_url(url: str | os.PathLike[str]) -> StoreURL:
         return StoreURL("sqlite", str(Path(url).expanduser()))
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    host = "" if parts.netloc == "localhost" else parts.netloc
+    # Credentials (user:password@) are dropped: they must never be echoed in a message.
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError("the store URL has a bad port number") from None
+    if port:
+        host = f"{host}:{port}"
+    if host == "localhost":
+        host = ""
     path = unquote(parts.path)
     if path in ("/:memory:", ":memory:"):
         return StoreURL(scheme, ":memory:", dict(parse_qsl(parts.query)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -263,7 +264,8 @@ class SQLiteBackend:
         tx.changes.append(change)
 
     @contextlib.contextmanager
-    def transaction(self, *, foreign_keys: bool = True) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, foreign_keys: bool = True,
+                    what: str = "") -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``); nested calls are savepoints.
 
         ``foreign_keys=False`` (outermost transactions only) turns enforcement off for this
@@ -289,7 +291,8 @@ class SQLiteBackend:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
-                    raise translate_error(exc, "starting a write") from None
+                    context = f"starting a write ({what})" if what else "starting a write"
+                    raise translate_error(exc, context) from None
                 tx = _Tx(conn)
                 self._local.tx = tx
                 try:
@@ -304,7 +307,7 @@ class SQLiteBackend:
                         except sqlite3.Error:
                             log.exception("rollback failed")
                     if isinstance(exc, sqlite3.Error):
-                        raise translate_error(exc) from None
+                        raise translate_error(exc, what) from None
                     raise
                 finally:
                     self._local.tx = None
@@ -452,8 +455,14 @@ def parse_options(url: StoreURL, options: dict[str, Any]) -> SQLiteOptions:
             raise ConfigurationError(f"unknown sqlite option {key!r} (known: {known})")
     if own_kw.get("durability", "normal") not in ("normal", "full"):
         raise ConfigurationError("durability must be 'normal' or 'full'")
-    if not own_kw.get("busy_timeout", 1.0) > 0:
-        raise ConfigurationError("busy_timeout must be > 0 seconds")
+    busy = own_kw.get("busy_timeout", 1.0)
+    if (not isinstance(busy, (int, float)) or isinstance(busy, bool) or not math.isfinite(busy)
+            or not 0 < busy <= 86400):
+        raise ConfigurationError("busy_timeout must be a number of seconds from 0 to 86400")
+    for key in ("cache_size_kib", "mmap_size", "wal_autocheckpoint", "cached_statements"):
+        value = own_kw.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**40:
+            raise ConfigurationError(f"{key} must be a whole number >= 0")
     return SQLiteOptions(pool=PoolConfig(**pool_kw), **own_kw)
 
 

@@ -15,6 +15,7 @@ The pool is thread-safe; a connection is used by one thread at a time.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -26,6 +27,12 @@ from typing import Any
 import attrs
 
 from hive_store.errors import ConfigurationError, PoolTimeout, StoreClosed
+
+
+def _finite_positive(value: Any) -> bool:
+    """A number of seconds a lock wait can take: > 0 and at most a year."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and 0 < value <= 366 * 86400)
 
 
 @attrs.frozen
@@ -44,12 +51,14 @@ class PoolConfig:
             raise ConfigurationError("max_size must be an integer >= 1")
         if not isinstance(self.min_idle, int) or not 0 <= self.min_idle <= self.max_size:
             raise ConfigurationError("min_idle must be an integer between 0 and max_size")
-        if not self.connection_timeout > 0:
-            raise ConfigurationError("connection_timeout must be > 0 seconds")
+        if not _finite_positive(self.connection_timeout):
+            raise ConfigurationError("connection_timeout must be a number of seconds > 0 "
+                                     "(at most a year)")
         for name in ("idle_timeout", "max_lifetime"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigurationError(f"{name} must be > 0 seconds or None")
+            if value is not None and not _finite_positive(value):
+                raise ConfigurationError(f"{name} must be a number of seconds > 0 (at most a "
+                                         "year), or None")
 
 
 @attrs.define

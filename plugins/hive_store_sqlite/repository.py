@@ -15,6 +15,7 @@ from hive_store_sqlite.backend import SQLiteBackend, quote, translate_error
 E = TypeVar("E")
 
 _OPS = {"eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_INT_MAX = 2**63 - 1
 _MAX_VARS = 900  # below SQLite's default limit on bound parameters (999 before 3.32)
 
 
@@ -74,7 +75,7 @@ class SQLiteRepository(Generic[E]):
         return self.codec.from_row(row)
 
     def get_many(self, keys: Iterable[Any]) -> list[E]:
-        wanted = [self._key(k) for k in keys]
+        wanted = [self._key(k) for k in self._iterable("keys", keys)]
         found: dict[Any, E] = {}
         try:
             with self.backend.connection() as conn:
@@ -127,7 +128,14 @@ class SQLiteRepository(Generic[E]):
     def _order(self, order_by: OrderBy) -> str:
         if order_by is None:
             return " ORDER BY rowid"
-        specs = [order_by] if isinstance(order_by, str) else list(order_by)
+        if isinstance(order_by, str):
+            specs: list[Any] = [order_by]
+        elif isinstance(order_by, (list, tuple)):
+            specs = list(order_by)
+        else:
+            kind = type(order_by).__name__
+            raise ValidationError(self.codec.name, [(
+                "order_by", f"takes a field name or a list of them, not {kind}")])
         parts = []
         for spec in specs:
             if not isinstance(spec, str) or not spec:
@@ -138,10 +146,16 @@ class SQLiteRepository(Generic[E]):
             parts.append(f"{quote(name)}{' DESC' if desc else ''}")
         return " ORDER BY " + ", ".join(parts) if parts else ""
 
+    def _iterable(self, name: str, value: Any) -> Iterable[Any]:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise ValidationError(self.codec.name, [(name, "must be a list (or other iterable)")])
+        return value
+
     @staticmethod
     def _check_int(name: str, value: Any, entity: str, minimum: int) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValidationError(entity, [(name, f"must be an integer >= {minimum}")])
+        if (not isinstance(value, int) or isinstance(value, bool) or value < minimum
+                or value > _INT_MAX):
+            raise ValidationError(entity, [(name, f"must be an integer from {minimum} to 2**63-1")])
         return value
 
     def _select(self, filters: dict[str, Any], order_by: OrderBy, limit: int | None,
@@ -201,7 +215,7 @@ class SQLiteRepository(Generic[E]):
                order_by: OrderBy = None) -> list[E]:
         if not isinstance(text, str):
             raise ValidationError(self.codec.name, [("text", "search text must be a string")])
-        if not fields:
+        if isinstance(fields, str) or not isinstance(fields, (list, tuple)) or not fields:
             raise ValidationError(self.codec.name, [("fields", "name at least one field")])
         pattern = _like_pattern(text)
         for name in fields:
@@ -234,7 +248,7 @@ class SQLiteRepository(Generic[E]):
         row = self.codec.to_row(entity)
         what = f"adding {self.codec.name}"
         try:
-            with self.backend.transaction() as conn:
+            with self.backend.transaction(what=what) as conn:
                 stored = self._insert(conn, entity, row)
                 self.backend.record(Change(Op.INSERT, self.codec.table,
                                            self.codec.key_of(stored), stored))
@@ -243,14 +257,15 @@ class SQLiteRepository(Generic[E]):
         return stored
 
     def add_many(self, entities: Iterable[E]) -> list[E]:
-        items = list(entities)
+        items = list(self._iterable("entities", entities))
         rows = [self.codec.to_row(e) for e in items]
         if not items:
             return []
         table = self.codec.table
         key_of = self.codec.key_of
+        what = f"adding {len(items)} {self.codec.name}"
         try:
-            with self.backend.transaction() as conn:
+            with self.backend.transaction(what=what) as conn:
                 if self.codec.autoincrement and any(r[self._pk_index] is None for r in rows):
                     stored = [self._insert(conn, e, r) for e, r in zip(items, rows, strict=True)]
                 else:
@@ -260,13 +275,13 @@ class SQLiteRepository(Generic[E]):
                 for e in stored:
                     record(Change(Op.INSERT, table, key_of(e), e))
         except sqlite3.Error as exc:
-            raise translate_error(exc, f"adding {len(items)} {self.codec.name}") from None
+            raise translate_error(exc, what) from None
         return stored
 
     def upsert(self, entity: E) -> E:
         row = self.codec.to_row(entity)
         try:
-            with self.backend.transaction() as conn:
+            with self.backend.transaction(what=f"upserting {self.codec.name}") as conn:
                 stored = entity
                 if self.codec.autoincrement and row[self._pk_index] is None:
                     stored = self._insert(conn, entity, row)
@@ -280,7 +295,7 @@ class SQLiteRepository(Generic[E]):
 
     def update(self, entity_or_key: Any, /, **changes: Any) -> E:
         try:
-            with self.backend.transaction() as conn:
+            with self.backend.transaction(what=f"updating {self.codec.name}") as conn:
                 entity: E
                 if isinstance(entity_or_key, self.codec.cls):
                     entity = entity_or_key  # type: ignore[assignment]
@@ -315,7 +330,7 @@ class SQLiteRepository(Generic[E]):
                else entity_or_key)
         sql_key = self._key(key)
         try:
-            with self.backend.transaction() as conn:
+            with self.backend.transaction(what=f"deleting {self.codec.name}") as conn:
                 cur = conn.execute(self._sql_delete, (sql_key,))
                 if cur.rowcount:
                     self.backend.record(Change(Op.DELETE, self.codec.table, key, None))
