@@ -1,0 +1,252 @@
+"""``hive-store memory …``: search, themes, context, status, reindex and recluster."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from hive_store.cli import CLIContext, pass_ctx
+from hive_store_memory.index import KINDS, SearchHit
+
+
+def _console(*, stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True, stderr=stderr)
+
+
+def _emit(obj: CLIContext, as_json: bool, data: Any, human: Callable[[], None]) -> None:
+    if as_json or obj.json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+    else:
+        human()
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or time (e.g. 2025-01-31 or "
+                                 "2025-01-31T12:00:00+00:00)", param_hint=name) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr when it is a terminal, else nothing."""
+    console = _console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report
+
+
+def _marked(hit: SearchHit) -> str:
+    from rich.markup import escape
+
+    out, pos = [], 0
+    for start, end in hit.highlights:
+        out += [escape(hit.snippet[pos:start]), "[bold yellow]",
+                escape(hit.snippet[start:end]), "[/]"]
+        pos = end
+    out.append(escape(hit.snippet[pos:]))
+    return "".join(out)
+
+
+@click.group("memory")
+def memory() -> None:
+    """Hive's memory: full-text search, themes and context over the knowledge base."""
+
+
+@memory.command("search")
+@click.argument("text")
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 1000),
+              help="At most this many hits.")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS),
+              help="Only this table (repeatable; default all four).")
+@click.option("--since", metavar="TIME", help="Only rows from this ISO date/time on (UTC).")
+@click.option("--advanced", is_flag=True,
+              help="TEXT is an FTS5 query (AND/OR/NOT, \"phrase\", prefix*, NEAR, title:).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@pass_ctx
+def search(obj: CLIContext, text: str, limit: int, kinds: tuple[str, ...], since: str | None,
+           advanced: bool, as_json: bool) -> None:
+    """Search the knowledge base; every word of TEXT must occur (ranked by BM25)."""
+    from hive_store_memory import memory_of
+
+    start = _when(since, "--since")
+    with obj.open() as store:
+        hits = memory_of(store).search(text, limit=limit, since=start,
+                                       kinds=list(kinds) or None, advanced=advanced)
+    data = {"query": text, "advanced": advanced, "hits": [h.to_dict() for h in hits]}
+
+    def human() -> None:
+        con = _console()
+        if not hits:
+            con.print("no matches")
+            return
+        for n, hit in enumerate(hits, 1):
+            when = hit.created_at.strftime("%Y-%m-%d %H:%M") if hit.created_at else "-"
+            con.print(f"[bold]{n}.[/] {hit.kind} [dim]{hit.key}[/]  score {hit.score:.3g}  "
+                      f"{when}" + (f"  conversation {hit.conversation_id}"
+                                   if hit.conversation_id else ""))
+            con.print(f"   {_marked(hit)}")
+
+    _emit(obj, as_json, data, human)
+
+
+@memory.command("themes")
+@click.option("--limit", "-n", type=click.IntRange(1, 1_000_000), help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@pass_ctx
+def themes(obj: CLIContext, limit: int | None, as_json: bool) -> None:
+    """Themes of the knowledge base with their sizes and top keywords, largest first."""
+    from hive_store_memory import memory_of
+
+    with obj.open() as store:
+        mem = memory_of(store)
+        found = mem.themes(limit=limit)
+        status = mem.status()
+    data = {"themes": [t.to_dict() for t in found], "unassigned": status.unassigned,
+            "stale": status.themes_stale, "space": status.space or status.active_space}
+
+    def human() -> None:
+        from rich.table import Table
+
+        con = _console()
+        if not found:
+            con.print("no themes yet")
+        else:
+            table = Table("id", "theme", "entries", "last activity", "keywords", box=None)
+            for t in found:
+                last = t.last_activity.strftime("%Y-%m-%d %H:%M") if t.last_activity else "-"
+                table.add_row(str(t.id), t.name, str(t.member_count), last,
+                              ", ".join(t.keywords))
+            con.print(table)
+        if status.themes_stale:
+            con.print(f"[yellow]the themes were built with {status.space}; the active space "
+                      f"is {status.active_space}: run `hive-store memory recluster`[/]")
+        if status.unassigned:
+            con.print(f"{status.unassigned} knowledge entries have no theme yet "
+                      "(`hive-store memory recluster`)")
+
+    _emit(obj, as_json, data, human)
+
+
+@memory.command("context")
+@click.argument("question")
+@click.option("--now", metavar="TIME", help="Retrieve as of this ISO time (default: now).")
+@click.option("--conversation", "conversation_id", metavar="ID",
+              help="The conversation the question is in (left out of the context).")
+@click.option("--record", is_flag=True,
+              help="Write conversation_context/conversation_threads (needs --conversation).")
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@pass_ctx
+def context(obj: CLIContext, question: str, now: str | None, conversation_id: str | None,
+            record: bool, limit: int, as_json: bool) -> None:
+    """The context Hive's consensus engine would give QUESTION, layer by layer."""
+    from hive_store_memory import memory_of
+
+    when = _when(now, "--now")
+    if record and not conversation_id:
+        raise click.UsageError("--record needs --conversation")
+    with obj.open() as store:
+        ctx = memory_of(store).context_for(question, now=when, conversation_id=conversation_id,
+                                           record=record, limit=limit)
+
+    def human() -> None:
+        from rich.markup import escape
+
+        con = _console()
+        if ctx.follow_up:
+            fu = ctx.follow_up
+            con.print(f"follow-up: {fu.rule} ({fu.thread_type.value}, {fu.score:.1f}) "
+                      f"on “{escape(fu.text)}”")
+        if ctx.theme:
+            con.print(f"theme: {ctx.theme.name} (similarity {ctx.theme_similarity:.2f})")
+        if not ctx.items:
+            con.print("no context")
+        for n, item in enumerate(ctx.items, 1):
+            con.print(f"[bold]{n}.[/] [cyan]{item.layer}[/] {escape(item.reason)}")
+            from hive_store_memory.index import doc_text
+
+            title, body = doc_text(item.kind, item.entity)
+            text = " ".join((title or body).split())
+            con.print(f"   {escape(text[:120])}")
+        if ctx.recorded:
+            con.print("recorded in conversation_context")
+
+    _emit(obj, as_json, ctx.to_dict(), human)
+
+
+@memory.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@pass_ctx
+def status(obj: CLIContext, as_json: bool) -> None:
+    """Rows, indexed documents, missing triggers, themes and unassigned entries."""
+    from hive_store_memory import memory_of
+
+    with obj.open() as store:
+        st = memory_of(store).status()
+
+    def human() -> None:
+        con = _console()
+        for kind in KINDS:
+            con.print(f"{kind:>24}: {st.rows.get(kind, 0)} rows, "
+                      f"{st.documents.get(kind, 0)} documents")
+        con.print(f"{'index':>24}: {st.indexed} documents "
+                  + ("(in step)" if st.in_step else "[yellow](differs: run reindex)[/]"))
+        if st.missing_triggers:
+            con.print(f"[yellow]missing triggers: {', '.join(st.missing_triggers)}[/]")
+        con.print(f"{'themes':>24}: {st.themes} ({st.space or st.active_space}), "
+                  f"{st.unassigned} entries unassigned")
+
+    _emit(obj, as_json, st.to_dict(), human)
+
+
+@memory.command("reindex")
+@pass_ctx
+def reindex(obj: CLIContext) -> None:
+    """Rebuild the full-text index from the tables (and restore missing triggers)."""
+    from hive_store_memory import memory_of
+
+    with obj.open() as store, _progress("indexing") as progress:
+        st = memory_of(store).reindex(progress=progress)
+    total = sum(st.documents.values())
+    _emit(obj, False, st.to_dict(),
+          lambda: click.echo(f"reindexed {total} documents "
+                             f"({', '.join(f'{k}: {v}' for k, v in st.documents.items())})"))
+
+
+@memory.command("recluster")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True),
+              help="Similarity an entry needs to join a theme (default: the stored one).")
+@pass_ctx
+def recluster(obj: CLIContext, threshold: float | None) -> None:
+    """Rebuild every theme from the knowledge entries (after changing settings or embedder)."""
+    from hive_store_memory import memory_of
+
+    with obj.open() as store, _progress("clustering") as progress:
+        report = memory_of(store).recluster(threshold=threshold, progress=progress)
+    _emit(obj, False, report.to_dict(),
+          lambda: click.echo(f"{report.entries} entries in {report.themes} themes "
+                             f"(space {report.params.space}, threshold "
+                             f"{report.params.threshold:g})"))

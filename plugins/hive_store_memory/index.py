@@ -1,0 +1,422 @@
+"""The full-text index: what is indexed, keeping it in step, search hits with snippets,
+rebuild and status.
+
+The index (``hive_store_memory_fts``) is a *contentless* FTS5 table: the text stays in the Hive
+tables, the index holds only the tokens. Every row of ``knowledge_conversations``,
+``curator_truths``, ``consensus_facts`` and ``messages`` is a document of
+``hive_store_memory_docs``, kept exact by triggers from the plugin's migration
+(``migrations/0001_memory.sql``), which also record in ``hive_store_memory_pending`` what the
+index must forget (the text it indexed) and what it must (re)index. :func:`flush` applies that
+in a few set-based statements; the plugin runs it inside each write transaction just before it
+commits (``hive_store_before_commit``), and before a search (rows written by other programs).
+
+Why not external content over a view: a view naming core tables makes SQLite refuse the
+core's table rebuilds (``ALTER TABLE … RENAME`` checks every view). Why not the tables' rowids:
+``VACUUM`` renumbers the implicit rowids of tables with TEXT primary keys. Why not write FTS5
+from the triggers: FTS5 flushes its buffer at every statement savepoint, so each row of an
+``executemany`` would become an index segment of its own (about 3x the cost of the flush).
+
+Snippets need the text, so they are made by FTS5 itself on a private ``temp`` table holding
+just the hits of one query (the same tokenizer, the same query): highlights are exactly what
+the index matched.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from hive_store.entities import ConsensusFact, CuratorTruth, KnowledgeConversation, Message
+
+PREFIX = "hive_store_memory"
+DOCS = f"{PREFIX}_docs"
+FTS = f"{PREFIX}_fts"
+STASH = f"{PREFIX}_stash"
+PENDING = f"{PREFIX}_pending"
+SNIPPETS = f"{PREFIX}_snippets"
+TOKENIZE = "porter unicode61 remove_diacritics 2"
+
+ProgressFn = Callable[[int, int], None]
+
+
+@attrs.frozen
+class Source:
+    """One indexed table: its entity, the SQL of its document's title and body (``{x}`` is
+    the row alias; the same expressions as the migration's triggers) and its columns."""
+
+    table: str
+    short: str
+    entity: type
+    pk: str
+    title_sql: str
+    body_sql: str
+    conversation: str
+    time: str
+    uniques: tuple[str, ...] = ()
+
+    def title_of(self, x: str) -> str:
+        return self.title_sql.format(x=x)
+
+    def body_of(self, x: str) -> str:
+        return self.body_sql.format(x=x)
+
+
+SOURCES: tuple[Source, ...] = (
+    Source("knowledge_conversations", "kc", KnowledgeConversation, "id", "{x}.question",
+           "CASE WHEN {x}.source_of_truth = {x}.final_answer THEN {x}.final_answer "
+           "ELSE {x}.final_answer || char(10) || {x}.source_of_truth END",
+           "conversation_id", "created_at"),
+    Source("curator_truths", "ct", CuratorTruth, "id", "coalesce({x}.topic_summary, '')",
+           "{x}.curator_output", "conversation_id", "created_at", ("conversation_id",)),
+    Source("consensus_facts", "cf", ConsensusFact, "id", "{x}.source_question", "{x}.content",
+           "source_conversation_id", "created_at", ("semantic_fingerprint",)),
+    Source("messages", "msg", Message, "id", "''", "{x}.content", "conversation_id",
+           "timestamp"),
+)
+SOURCE_BY_TABLE = {s.table: s for s in SOURCES}
+KINDS: tuple[str, ...] = tuple(s.table for s in SOURCES)
+KNOWLEDGE = "knowledge_conversations"
+TRIGGERS: tuple[str, ...] = (
+    *(f"{PREFIX}_{s.short}_{op}" for s in SOURCES for op in ("bi", "ai", "au", "ad")),
+    f"{PREFIX}_docs_ad", f"{PREFIX}_members_ad",
+)
+
+
+def doc_text(kind: str, entity: Any) -> tuple[str, str]:
+    """The title and body a document of ``kind`` has in the index (what the triggers' SQL
+    computes, in Python)."""
+    if kind == "knowledge_conversations":
+        e: Any = entity
+        body = (e.final_answer if e.source_of_truth == e.final_answer
+                else f"{e.final_answer}\n{e.source_of_truth}")
+        return e.question, body
+    if kind == "curator_truths":
+        return (entity.topic_summary if entity.topic_summary is not None else ""), \
+            entity.curator_output
+    if kind == "consensus_facts":
+        return entity.source_question, entity.content
+    if kind == "messages":
+        return "", entity.content
+    raise ValueError(f"not an indexed table: {kind!r}")
+
+
+# -- time -----------------------------------------------------------------------------------------
+
+_JD_EPOCH = 2440587.5  # julian day of 1970-01-01T00:00:00Z
+
+
+def julian_to_iso(jd: float | None) -> str | None:
+    """A julian day (as SQLite's ``julianday()`` gives it) as an RFC 3339 UTC timestamp."""
+    if jd is None:
+        return None
+    when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=jd - _JD_EPOCH)
+    return when.isoformat(timespec="microseconds")
+
+
+def julian_to_datetime(jd: float | None) -> datetime | None:
+    if jd is None:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=jd - _JD_EPOCH)
+
+
+# -- hits -----------------------------------------------------------------------------------------
+
+OPEN_MARK = "\x02"
+CLOSE_MARK = "\x03"
+ELLIPSIS = "…"
+
+
+@attrs.frozen(kw_only=True)
+class SearchHit:
+    """One document found by :meth:`hive_store_memory.Memory.search`.
+
+    :ivar kind: the table the document comes from (``knowledge_conversations``,
+        ``curator_truths``, ``consensus_facts`` or ``messages``)
+    :ivar key: the row's primary key
+    :ivar entity: the row, as its hive_store entity
+    :ivar score: relevance, higher is better (``-bm25``; title weighted 2, body 1)
+    :ivar snippet: an excerpt around the matches (``…`` where text was cut)
+    :ivar highlights: ``(start, end)`` offsets of the matched words in ``snippet``
+    :ivar conversation_id: the conversation the row belongs to, if any
+    :ivar created_at: the row's time (``created_at``, or a message's ``timestamp``)
+    """
+
+    kind: str
+    key: Any
+    entity: Any
+    score: float
+    snippet: str
+    highlights: tuple[tuple[int, int], ...] = ()
+    conversation_id: str | None = None
+    created_at: datetime | None = None
+
+    def marked(self, open: str = "[", close: str = "]") -> str:
+        """The snippet with each highlight wrapped in ``open`` … ``close``."""
+        out: list[str] = []
+        pos = 0
+        for start, end in self.highlights:
+            out += [self.snippet[pos:start], open, self.snippet[start:end], close]
+            pos = end
+        out.append(self.snippet[pos:])
+        return "".join(out)
+
+    @property
+    def matched(self) -> tuple[str, ...]:
+        """The highlighted words, lower-cased, in order of first appearance."""
+        seen: dict[str, None] = {}
+        for start, end in self.highlights:
+            seen.setdefault(self.snippet[start:end].lower(), None)
+        return tuple(seen)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (the entity as a dict of its fields)."""
+        return {
+            "kind": self.kind, "key": self.key, "score": round(self.score, 6),
+            "snippet": self.snippet, "highlights": [list(h) for h in self.highlights],
+            "marked": self.marked(), "conversation_id": self.conversation_id,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "entity": attrs.asdict(self.entity),
+        }
+
+
+def parse_marked(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """Split ``snippet()`` output with the private marks into text and highlight spans."""
+    out: list[str] = []
+    spans: list[tuple[int, int]] = []
+    length = 0
+    start: int | None = None
+    for ch in text:
+        if ch == OPEN_MARK:
+            start = length
+        elif ch == CLOSE_MARK:
+            if start is not None and length > start:
+                spans.append((start, length))
+            start = None
+        else:
+            out.append(ch)
+            length += 1
+    return "".join(out), tuple(spans)
+
+
+def _strip_marks(text: str) -> str:
+    # The marks are separators for the tokenizer anyway: replacing them keeps tokens intact.
+    return text.replace(OPEN_MARK, " ").replace(CLOSE_MARK, " ")
+
+
+def snippets(conn: sqlite3.Connection, query: str, docs: Sequence[tuple[int, str, str]],
+             *, tokens: int = 16) -> dict[int, tuple[str, tuple[tuple[int, int], ...]]]:
+    """Snippets for ``docs`` (``(doc_id, title, body)``) under ``query``, made by FTS5 on
+    ``temp`` tables of this connection (created on first use): the texts go into a plain
+    table in one statement, a ``rebuild`` indexes them in one go (row-by-row inserts would
+    each be a transaction and an index segment), and ``snippet()`` reads them back."""
+    if not docs:
+        return {}
+    content = f"{SNIPPETS}_content"
+    conn.execute(f"CREATE TABLE IF NOT EXISTS temp.{content} "
+                 "(id INTEGER PRIMARY KEY, title TEXT, body TEXT)")
+    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{SNIPPETS} USING fts5(title, body, "
+                 f"content = '{content}', content_rowid = 'id', tokenize = '{TOKENIZE}')")
+    conn.execute(f"DELETE FROM temp.{content}")
+    rows = [(d, _strip_marks(t), _strip_marks(b)) for d, t, b in docs]
+    for start in range(0, len(rows), 300):
+        chunk = rows[start:start + 300]
+        conn.execute(f"INSERT INTO temp.{content} (id, title, body) VALUES "
+                     + ", ".join("(?, ?, ?)" for _ in chunk), [v for r in chunk for v in r])
+    conn.execute(f"INSERT INTO temp.{SNIPPETS} ({SNIPPETS}) VALUES ('rebuild')")
+    found = conn.execute(
+        f"SELECT rowid, snippet({SNIPPETS}, -1, ?, ?, ?, ?) FROM temp.{SNIPPETS} "
+        f"WHERE {SNIPPETS} MATCH ?", (OPEN_MARK, CLOSE_MARK, ELLIPSIS, tokens, query),
+    ).fetchall()
+    return {int(rowid): parse_marked(text or "") for rowid, text in found}
+
+
+_OPERATORS = frozenset({"and", "or", "not", "near"})
+_RUN = re.compile(r"[^\W_]+")
+
+
+def needles(query: str) -> list[str]:
+    """Lower-case word prefixes to look for when placing a snippet window: each word of the
+    query (not an FTS5 operator or column filter) without up to three final letters, so that
+    ``checkpoints`` finds ``checkpoint`` as the porter tokenizer would."""
+    out: dict[str, None] = {}
+    for word in _RUN.findall(re.sub(r"\b\w+\s*:", " ", query)):
+        low = word.lower()
+        if low in _OPERATORS and word.isupper():
+            continue
+        out.setdefault(low[:max(3, len(low) - 3)], None)
+    return list(out)
+
+
+def window(text: str, finds: Sequence[str], *, width: int = 600) -> str:
+    """The part of ``text`` (about ``width`` characters, cut at spaces) around the first
+    occurrence of any of ``finds``; the start of the text if none occurs. Snippets are made
+    from this window: tokenizing only it keeps a search fast on long answers."""
+    if len(text) <= width:
+        return text
+    low = text.lower()
+    hits = [i for i in (low.find(f) for f in finds if f) if i >= 0]
+    at = min(hits) if hits else 0
+    start = max(0, at - width // 3)
+    end = min(len(text), start + width)
+    if start > 0:
+        space = text.find(" ", start, at if at > start else end)
+        start = space + 1 if space >= 0 else start
+    if end < len(text):
+        space = text.rfind(" ", max(start, at), end)
+        end = space if space > start else end
+    return text[start:end]
+
+
+def fallback_snippet(title: str, body: str, *, chars: int = 160) -> str:
+    text = " ".join((body or title).split())
+    return text if len(text) <= chars else text[:chars].rstrip() + ELLIPSIS
+
+
+# -- status and rebuild ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class IndexStatus:
+    """How the index compares with the tables (:meth:`Memory.status`).
+
+    :ivar rows: rows per indexed table
+    :ivar documents: registered documents per table
+    :ivar indexed: documents in the FTS5 index
+    :ivar missing_triggers: triggers of the plugin that are not in the database (a table
+        rebuild drops them; ``reindex`` puts them back)
+    :ivar pending: documents with changes not applied to the index yet (written by another
+        program; applied on the next hive-store write or search)
+    :ivar unassigned: knowledge entries without a theme
+    :ivar themes: number of themes
+    :ivar space: the vector space the themes were built in; ``active_space`` the one in use
+    """
+
+    rows: dict[str, int]
+    documents: dict[str, int]
+    indexed: int
+    missing_triggers: tuple[str, ...]
+    pending: int
+    unassigned: int
+    themes: int
+    space: str | None
+    active_space: str
+
+    @property
+    def in_step(self) -> bool:
+        """Every row has exactly one document and, with nothing pending, every document is
+        indexed once."""
+        return (not self.missing_triggers and self.rows == self.documents
+                and (self.pending > 0 or self.indexed == sum(self.documents.values())))
+
+    @property
+    def themes_stale(self) -> bool:
+        """The themes were built in another vector space than the active one."""
+        return self.space is not None and self.space != self.active_space
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["missing_triggers"] = list(self.missing_triggers)
+        data["in_step"] = self.in_step
+        data["themes_stale"] = self.themes_stale
+        return data
+
+
+def has_pending(conn: sqlite3.Connection) -> bool:
+    """Whether the index has changes to apply (:func:`flush`)."""
+    return conn.execute(f"SELECT 1 FROM {PENDING} LIMIT 1").fetchone() is not None
+
+
+def flush(conn: sqlite3.Connection) -> int:
+    """Apply what the triggers recorded: forget the text of changed and deleted documents and
+    index the current text of new and changed ones. Call inside a write transaction. Returns
+    the number of documents it touched."""
+    n = int(conn.execute(f"SELECT count(*) FROM {PENDING}").fetchone()[0])
+    if not n:
+        return 0
+    conn.execute(f"INSERT INTO {FTS} ({FTS}, rowid, title, body) "
+                 f"SELECT 'delete', doc_id, title, body FROM {PENDING} WHERE indexed = 1")
+    for s in SOURCES:
+        conn.execute(
+            f"INSERT INTO {FTS} (rowid, title, body) "
+            f"SELECT d.doc_id, {s.title_of('t')}, {s.body_of('t')} "
+            f"FROM {PENDING} AS p JOIN {DOCS} AS d ON d.doc_id = p.doc_id "
+            f'JOIN "{s.table}" AS t ON t."{s.pk}" = d.key '
+            f"WHERE p.reindex = 1 AND d.kind = '{s.table}'")
+    conn.execute(f"DELETE FROM {PENDING}")
+    return n
+
+
+def read_counts(conn: sqlite3.Connection) -> tuple[dict[str, int], dict[str, int], int]:
+    rows = {s.table: int(conn.execute(f'SELECT count(*) FROM "{s.table}"').fetchone()[0])
+            for s in SOURCES}
+    docs = dict.fromkeys(KINDS, 0)
+    for kind, n in conn.execute(f"SELECT kind, count(*) FROM {DOCS} GROUP BY kind"):
+        docs[kind] = int(n)
+    indexed = int(conn.execute(f"SELECT count(*) FROM {FTS}_docsize").fetchone()[0])
+    return rows, docs, indexed
+
+
+def missing_triggers(conn: sqlite3.Connection) -> tuple[str, ...]:
+    present = {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE ? ESCAPE '\\'",
+        (PREFIX.replace("_", "\\_") + "\\_%",))}
+    return tuple(t for t in TRIGGERS if t not in present)
+
+
+def repair_documents(conn: sqlite3.Connection) -> None:
+    """Make ``hive_store_memory_docs`` hold exactly one document per row of each table (with
+    current conversation and time), keeping the numbers (and themes) of documents that stay."""
+    conn.execute(f"DELETE FROM {STASH}")
+    conn.execute(f"DELETE FROM {PENDING}")
+    for s in SOURCES:
+        table, pk = f'"{s.table}"', f'"{s.pk}"'
+        conn.execute(f"DELETE FROM {DOCS} WHERE kind = ? AND NOT EXISTS "
+                     f"(SELECT 1 FROM {table} AS t WHERE t.{pk} = {DOCS}.key)", (s.table,))
+        conn.execute(f'UPDATE {DOCS} SET conversation_id = t."{s.conversation}", '
+                     f'at = julianday(t."{s.time}") FROM {table} AS t '
+                     f"WHERE {DOCS}.kind = ? AND t.{pk} = {DOCS}.key", (s.table,))
+        conn.execute(f'INSERT INTO {DOCS} (kind, key, conversation_id, at) '
+                     f'SELECT ?, t.{pk}, t."{s.conversation}", julianday(t."{s.time}") '
+                     f"FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM {DOCS} AS d "
+                     f"WHERE d.kind = ? AND d.key = t.{pk}) ORDER BY t.rowid",
+                     (s.table, s.table))
+
+
+def rebuild_index(conn: sqlite3.Connection, progress: ProgressFn | None = None,
+                  *, chunk: int = 2000) -> int:
+    """Empty the FTS5 index and index every document again, ``chunk`` documents at a time
+    (reporting progress), then merge the index's segments. Returns the documents indexed."""
+    conn.execute(f"INSERT INTO {FTS} ({FTS}) VALUES ('delete-all')")
+    conn.execute(f"DELETE FROM {PENDING}")
+    total = int(conn.execute(f"SELECT count(*) FROM {DOCS}").fetchone()[0])
+    if progress is not None:
+        progress(0, total)
+    inserts = {
+        s.table: (f"INSERT INTO {FTS} (rowid, title, body) "
+                  f"SELECT d.doc_id, {s.title_of('t')}, {s.body_of('t')} "
+                  f'FROM {DOCS} AS d JOIN "{s.table}" AS t ON t."{s.pk}" = d.key '
+                  f"WHERE d.kind = ? AND d.doc_id > ? AND d.doc_id <= ?")
+        for s in SOURCES
+    }
+    done = 0
+    last = 0
+    while True:
+        bounds = conn.execute(
+            f"SELECT max(doc_id), count(*) FROM (SELECT doc_id FROM {DOCS} WHERE doc_id > ? "
+            f"ORDER BY doc_id LIMIT ?)", (last, chunk)).fetchone()
+        if not bounds[1]:
+            break
+        high = int(bounds[0])
+        for kind, sql in inserts.items():
+            conn.execute(sql, (kind, last, high))
+        done += int(bounds[1])
+        last = high
+        if progress is not None:
+            progress(done, total)
+    conn.execute(f"INSERT INTO {FTS} ({FTS}) VALUES ('optimize')")
+    return done

@@ -1,0 +1,1 @@
+"""The memory plugin's migration files (package data: ``*.sql``)."""
