@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import hive_store
+import hive_store.plugins
 
 # Profiles: "ci" is loaded by hypothesis itself when CI=true; "dev" is the default here.
 # Nothing is loaded unconditionally except through HYPOTHESIS_PROFILE.
@@ -92,3 +93,23 @@ def table_digest(conn, table: str) -> str:
 
     rows = conn.execute(f'SELECT * FROM "{table}"').fetchall()
     return hashlib.sha256("".join(sorted(repr(r) for r in rows)).encode()).hexdigest()
+
+
+def isolated_plugins(*extra: object) -> hive_store.plugins.Plugins:
+    """hive-store's core plugins only: the SQLite backend, the migration runner and the health
+    plugin, registered exactly as from their entry points (other plugins installed in the
+    environment stay out), plus ``extra`` plugin objects."""
+    import hive_store_health
+    import hive_store_migrate
+    import hive_store_sqlite
+
+    from hive_store.plugins import Plugins
+
+    p = Plugins(entry_points=False)
+    p.ensure_loaded()
+    for name, module in (("sqlite", hive_store_sqlite), ("migrate", hive_store_migrate),
+                         ("health", hive_store_health)):
+        p.register(module, name=name, distribution="hive-store", builtin=True)
+    for i, obj in enumerate(extra):
+        p.register(obj, name=f"test-extra-{i}")
+    return p

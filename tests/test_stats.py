@@ -23,27 +23,12 @@ import hive_store
 from hive_store.cli import make_cli
 from hive_store.plugins import Plugins
 from hive_store.store import StageOutput
+from tests.conftest import isolated_plugins
 
 STAGES = ("generator", "refiner", "validator", "curator")
 MODELS = ("anthropic/claude-3-haiku", "openai/gpt-4o", "google/gemini-flash")
 
 
-def isolated_plugins(*extra: Any) -> Plugins:
-    """hive-store's core plugins only: the SQLite backend, the migration runner and the health
-    plugin, registered exactly as from their entry points (other plugins installed in the
-    environment — deliberately broken test plugins, work in progress — stay out)."""
-    import hive_store_health
-    import hive_store_migrate
-    import hive_store_sqlite
-
-    p = Plugins(entry_points=False)
-    p.ensure_loaded()
-    for name, module in (("sqlite", hive_store_sqlite), ("migrate", hive_store_migrate),
-                         ("health", hive_store_health)):
-        p.register(module, name=name, distribution="hive-store", builtin=True)
-    for i, obj in enumerate(extra):
-        p.register(obj, name=f"test-extra-{i}")
-    return p
 
 
 @pytest.fixture
