@@ -1,0 +1,1 @@
+"""The D1 mirror's migration files (package data: ``*.sql``)."""
