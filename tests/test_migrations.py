@@ -188,3 +188,18 @@ def test_core_migrations_are_shipped_as_package_data() -> None:
     core = core_migrations()
     assert [m.version for m in core.migrations] == [1, 2]
     assert all(m.down for m in core.migrations)
+
+
+def test_schema_sql_reading_respects_quotes_and_comments() -> None:
+    from hive_store.sqltext import strip_comments, table_parts
+
+    sql = ("CREATE TABLE t ( -- a comment, with a comma\n"
+           "  a TEXT DEFAULT 'x -- not a comment, nor a separator',\n"
+           "  \"b,c\" TEXT CHECK (\"b,c\" IN ('p', 'q')), /* block, comment */\n"
+           "  UNIQUE (a, \"b,c\")\n) WITHOUT ROWID")
+    parts, tail = table_parts(sql)
+    assert parts == ["a TEXT DEFAULT 'x -- not a comment, nor a separator'",
+                     "\"b,c\" TEXT CHECK (\"b,c\" IN ('p', 'q'))", "UNIQUE (a, \"b,c\")"]
+    assert tail == "WITHOUT ROWID"
+    assert "'it''s -- kept'" in strip_comments("SELECT 'it''s -- kept' -- gone")
+    assert "gone" not in strip_comments("SELECT 'it''s -- kept' -- gone")

@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 
 from hive_store.errors import ConfigurationError
+from hive_store.sqltext import strip_comments, table_parts
 
 LAYOUT_VERSION = 1
 MAX_PARAMS = 100
@@ -94,101 +95,14 @@ class TableInfo:
 # -- reading the local schema ------------------------------------------------------------------
 
 
-def _strip_comments(sql: str) -> str:
-    """SQL text without comments (quotes respected)."""
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c == "-" and sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j < 0 else j
-            out.append(" ")
-            continue
-        if c == "/" and sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            i = n if j < 0 else j + 2
-            out.append(" ")
-            continue
-        if c in "'\"`[":
-            close = "]" if c == "[" else c
-            j = i + 1
-            while j < n:
-                if sql[j] == close:
-                    if close != "]" and j + 1 < n and sql[j + 1] == close:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            out.append(sql[i:j + 1])
-            i = j + 1
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
-def _split_top_level(body: str) -> list[str]:
-    """Split a table body on commas outside parentheses and quotes."""
-    parts: list[str] = []
-    depth, start, i, n = 0, 0, 0, len(body)
-    while i < n:
-        c = body[i]
-        if c in "'\"`[":
-            close = "]" if c == "[" else c
-            j = i + 1
-            while j < n:
-                if body[j] == close:
-                    if close != "]" and j + 1 < n and body[j + 1] == close:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            i = j + 1
-            continue
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "," and depth == 0:
-            parts.append(body[start:i].strip())
-            start = i + 1
-        i += 1
-    parts.append(body[start:].strip())
-    return [p for p in parts if p]
-
-
-def _body_bounds(sql: str) -> tuple[int, int]:
-    """Indexes of the outer parentheses of a CREATE TABLE statement (comments removed)."""
-    start = sql.index("(")
-    depth, i, n = 0, start, len(sql)
-    while i < n:
-        c = sql[i]
-        if c in "'\"`[":
-            close = "]" if c == "[" else c
-            j = i + 1
-            while j < n and sql[j] != close:
-                j += 1
-            i = j + 1
-            continue
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return start, i
-        i += 1
-    raise ValueError("unbalanced parentheses in CREATE TABLE")
-
-
 def remote_table_ddl(name: str, local_sql: str) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for D1: the local definition plus ``_hlc``/``_origin``."""
-    sql = _strip_comments(local_sql).strip()
-    if not re.match(r"^CREATE\s+TABLE\b", sql, re.I):
+    if not re.match(r"^CREATE\s+TABLE\b", strip_comments(local_sql).strip(), re.I):
         raise ConfigurationError(f"table {name!r}: cannot read its definition for D1")
-    open_at, close_at = _body_bounds(sql)
-    parts = _split_top_level(sql[open_at + 1:close_at])
-    tail = sql[close_at + 1:].strip()
+    try:
+        parts, tail = table_parts(local_sql)
+    except ValueError:
+        raise ConfigurationError(f"table {name!r}: cannot read its definition for D1") from None
     columns: list[str] = []
     constraints: list[str] = []
     for part in parts:
@@ -220,7 +134,7 @@ def _is_constraint(part: str) -> bool:
 
 def remote_index_ddl(sql: str) -> str:
     """A local ``CREATE UNIQUE INDEX`` as ``CREATE UNIQUE INDEX IF NOT EXISTS``."""
-    text = " ".join(_strip_comments(sql).split())
+    text = " ".join(strip_comments(sql).split())
     return re.sub(r"^CREATE\s+UNIQUE\s+INDEX\s+(IF\s+NOT\s+EXISTS\s+)?",
                   "CREATE UNIQUE INDEX IF NOT EXISTS ", text, flags=re.I)
 

@@ -41,6 +41,7 @@ import attrs
 
 from hive_store.errors import MigrationError
 from hive_store.migrations import Migration
+from hive_store.sqltext import table_parts
 from hive_store_migrate.schema import TableSpec, describe, describe_table, table_diff
 
 ProgressFn = Callable[[str, int, int], None]
@@ -266,11 +267,9 @@ def _trailing_missing_columns(actual: TableSpec, expected: TableSpec) -> list[st
 
 def _column_def(create_sql: str, column: str) -> str:
     """The column definition of ``column`` in a CREATE TABLE statement."""
-    body = re.sub(r"--[^\n]*", "", create_sql)
-    for line in body.split(","):
-        part = line.strip().lstrip("(").strip()
-        if re.match(rf"{column}\b", part):
-            return part.rstrip(");").strip()
+    for part in table_parts(create_sql)[0]:
+        if re.match(rf"[\"`\[]?{re.escape(column)}\b", part):
+            return " ".join(part.split())
     raise MigrationError(f"cannot find the definition of column {column}")
 
 

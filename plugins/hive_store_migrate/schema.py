@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from hive_store.sqltext import paren_bounds, strip_comments
+
 # Tables that are bookkeeping, not schema: ours, the old Hive runner's, SQLite's.
 IGNORED_PREFIXES = ("hive_store_", "sqlite_")
 IGNORED_TABLES = frozenset({"schema_migrations"})
@@ -43,41 +45,16 @@ def _norm_default(value: str | None) -> str | None:
     return v
 
 
-def _strip_comments(sql: str) -> str:
-    sql = re.sub(r"--[^\n]*", " ", sql)
-    return re.sub(r"/\*.*?\*/", " ", sql, flags=re.S)
-
-
 def _norm_ws(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _balanced_after(sql: str, start: int) -> str:
-    """The text of the parenthesised group that begins at ``sql[start] == '('``."""
-    depth = 0
-    in_str: str | None = None
-    for i in range(start, len(sql)):
-        ch = sql[i]
-        if in_str:
-            if ch == in_str:
-                in_str = None
-            continue
-        if ch in "'\"`":
-            in_str = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return sql[start + 1:i]
-    return sql[start + 1:]
-
-
 def _clauses(sql: str, keyword: str) -> tuple[str, ...]:
-    text = _strip_comments(sql)
+    text = strip_comments(sql)
     out = []
     for match in re.finditer(rf"\b{keyword}\s*\(", text, flags=re.I):
-        out.append(_norm_ws(_balanced_after(text, match.end() - 1)))
+        open_at, close_at = paren_bounds(text, match.end() - 1)
+        out.append(_norm_ws(text[open_at + 1:close_at]))
     return tuple(sorted(out))
 
 
