@@ -29,7 +29,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
@@ -48,12 +48,29 @@ _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 # -- timestamps ---------------------------------------------------------------------------------
 
 
+_minutes: dict[tuple[int, int, int, int, int], str] = {}
+
+
+def _utc_text(value: datetime) -> str:
+    """``value.isoformat(timespec="microseconds")`` for a datetime in UTC, in less than half
+    the time (that call costs ~0.8 µs on CPython 3.11, the largest part of turning a
+    message into a row): the ``YYYY-MM-DDTHH:MM:`` prefix is cached per minute."""
+    key = (value.year, value.month, value.day, value.hour, value.minute)
+    prefix = _minutes.get(key)
+    if prefix is None:
+        if len(_minutes) >= 4096:
+            _minutes.clear()
+        prefix = _minutes[key] = "%04d-%02d-%02dT%02d:%02d:" % key  # noqa: UP031
+    # %-formatting: measured faster than the f-string equivalent on 3.11
+    return "%s%02d.%06d+00:00" % (prefix, value.second, value.microsecond)  # noqa: UP031
+
+
 def format_timestamp(value: datetime) -> str:
     """The one form hive_store writes: RFC 3339 in UTC with microseconds."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("naive datetime: give it a timezone (e.g. datetime.now(timezone.utc))")
-    # isoformat, not strftime: %Y is not zero-padded below year 1000 on glibc.
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    # not strftime: %Y is not zero-padded below year 1000 on glibc.
+    return _utc_text(value if value.tzinfo is UTC else value.astimezone(UTC))
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -356,8 +373,6 @@ class EntityCodec(Generic[E]):
 
     __slots__ = (
         "_by_name",
-        "_fast_from_row",
-        "_fast_to_row",
         "_struct",
         "_struct_hooks",
         "_unstruct",
@@ -366,10 +381,25 @@ class EntityCodec(Generic[E]):
         "cls",
         "columns",
         "fields",
+        "from_row",
         "name",
         "pk",
+        "row_factory",
         "table",
+        "to_row",
+        "to_rows",
     )
+
+    from_row: Callable[[Sequence[Any]], E]
+    """Build the entity from a row whose values are in :attr:`columns` order (generated; a
+    bad value raises :class:`ValidationError`)."""
+    row_factory: Callable[[Any, Sequence[Any]], E]
+    """:attr:`from_row` as a ``sqlite3`` ``row_factory`` (``cursor, row``)."""
+    to_row: Callable[[Any], tuple[Any, ...]]
+    """The SQL values of an entity in :attr:`columns` order; checks every field (generated;
+    a bad value raises :class:`ValidationError` naming each bad field)."""
+    to_rows: Callable[[list[Any]], list[tuple[Any, ...]]]
+    """:attr:`to_row` over a list, in one call."""
 
     def __init__(self, cls: type[E]) -> None:
         if not attrs.has(cls):
@@ -408,56 +438,151 @@ class EntityCodec(Generic[E]):
             generic_cls, _converter, **unstruct_overrides,
         )
 
-        self._fast_from_row = self._compile_from_row()
-        self._fast_to_row = self._compile_to_row()
+        self.from_row, self.row_factory = self._compile_from_row()
+        self.to_row, self.to_rows = self._compile_to_row()
 
-    # Generated fast paths: one function per entity and direction, with the common case
-    # (a value already of the column's type) inlined. Anything else goes through the field's
-    # hook; any failure falls back to cattrs' detailed validation for the error message.
-    _INLINE = {"str": "str", "int": "int", "float": "float"}
+    # Generated fast paths: one function per entity and direction (and one per row list), with
+    # the common case of each field inlined (a value already of the column's type, NULL, a
+    # timestamp in the form hive_store writes). Anything else goes through the field's hook;
+    # any failure falls back to the checked path, whose errors name every bad field.
 
-    def _compile_from_row(self) -> Callable[[Any], E]:
-        ns: dict[str, Any] = {"cls": self.cls}
-        names = [f"v{i}" for i in range(len(self.fields))]
-        args = []
+    def _plain(self) -> bool:
+        """Whether instances can be built slot by slot, bypassing ``__init__``: a slotted
+        attrs class whose ``__init__`` does nothing but store the values (no validators,
+        converters or post-init). Then ``object.__new__`` + the slots' setters is the same
+        object, built at a fraction of the cost."""
+        cls: Any = self.cls
+        if "__slots__" not in cls.__dict__ or hasattr(cls, "__attrs_post_init__") or hasattr(
+                cls, "__attrs_pre_init__"):
+            return False
+        for a in attrs.fields(cls):
+            if a.validator is not None or a.converter is not None or not a.init:
+                return False
+            slot = getattr(cls, a.name, None)
+            if type(slot).__name__ != "member_descriptor":
+                return False
+        return True
+
+    def _from_row_exprs(self, ns: dict[str, Any]) -> list[str]:
+        ns["_fromiso"] = datetime.fromisoformat
+        exprs = []
         for i, fi in enumerate(self.fields):
+            v = f"v{i}"
             ns[f"h{i}"] = self._struct_hooks[fi.name]
-            inline = self._INLINE.get(fi.kind) if fi.enum_type is None else None
-            expr = (f"v{i} if v{i}.__class__ is {inline} else h{i}(v{i})" if inline
-                    else f"h{i}(v{i})")
-            args.append(f"{fi.name}={expr}")
-        src = (f"def from_row(row):\n    {', '.join(names)}, = row\n"
-               f"    return cls({', '.join(args)})\n")
-        exec(compile(src, f"<hive_store from_row {self.name}>", "exec"), ns)
-        fn: Callable[[Any], E] = ns["from_row"]
-        return fn
-
-    def _compile_to_row(self) -> Callable[[Any], tuple[Any, ...]]:
-        ns: dict[str, Any] = {}
-        items = []
-        for i, fi in enumerate(self.fields):
-            ns[f"u{i}"] = self._unstruct_hooks[fi.name]
-            if fi.kind == "str" and fi.enum_type is None:
-                expr = f"(x{i} if x{i}.__class__ is str and x{i}.isascii() else u{i}(x{i}))"
-            elif fi.kind == "int" and fi.enum_type is None:
-                expr = (f"(x{i} if x{i}.__class__ is int and -9223372036854775808 <= x{i} "
-                        f"<= 9223372036854775807 else u{i}(x{i}))")
+            if fi.enum_type is not None:
+                ns[f"m{i}"] = fi.enum_type._value2member_map_
+                expr = f"m{i}[{v}] if {v} in m{i} else h{i}({v})"
+            elif fi.kind in ("str", "int", "float"):
+                expr = f"{v} if {v}.__class__ is {fi.kind} else h{i}({v})"
+            elif fi.kind == "bool":
+                expr = f"({v} == 1) if {v}.__class__ is int and 0 <= {v} <= 1 else h{i}({v})"
+            elif fi.kind == "datetime":
+                expr = (f"_fromiso({v}) if {v}.__class__ is str and {v}.endswith('+00:00') "
+                        f"else h{i}({v})")
             else:
-                expr = f"u{i}(x{i})"
-            items.append(expr)
-        getters = "\n".join(f"    x{i} = e.{fi.name}" for i, fi in enumerate(self.fields))
-        src = (f"def to_row(e):\n{getters}\n    return ({', '.join(items)},)\n")
+                expr = f"h{i}({v})"
+            if fi.nullable:
+                # the hook of a NOT NULL field rejects None; a nullable one passes it through
+                expr = f"None if {v} is None else ({expr})"
+            exprs.append(f"({expr})")
+        return exprs
+
+    def _compile_from_row(self) -> tuple[Callable[[Any], E], Callable[[Any, Any], E]]:
+        """``from_row(row)`` and its ``sqlite3`` row-factory twin ``(cursor, row)``."""
+        ns: dict[str, Any] = {"cls": self.cls, "_new": object.__new__,
+                              "_slow": self._slow_from_row}
+        exprs = self._from_row_exprs(ns)
+        unpack = f"        {', '.join(f'v{i}' for i in range(len(exprs)))}, = row\n"
+        if self._plain():
+            body = "        e = _new(cls)\n"
+            for i, (fi, expr) in enumerate(zip(self.fields, exprs, strict=True)):
+                ns[f"s{i}"] = getattr(self.cls, fi.name).__set__
+                body += f"        s{i}(e, {expr})\n"
+            body += "        return e\n"
+        else:
+            args = ", ".join(f"{fi.name}={expr}" for fi, expr in zip(self.fields, exprs,
+                                                                     strict=True))
+            body = f"        return cls({args})\n"
+        # The fallback runs after the handler, so the error it raises carries no
+        # __context__ (which could hold a rejected value).
+        guarded = (f"    try:\n{unpack}{body}"
+                   "    except (TypeError, ValueError, KeyError, AttributeError):\n"
+                   "        pass\n"
+                   "    return _slow(row)\n")
+        src = f"def from_row(row):\n{guarded}\ndef row_factory(cursor, row):\n{guarded}"
+        exec(compile(src, f"<hive_store from_row {self.name}>", "exec"), ns)
+        return ns["from_row"], ns["row_factory"]
+
+    def _to_row_exprs(self, ns: dict[str, Any]) -> list[str]:
+        ns.update(_datetime=datetime, _UTC=UTC, _utc_text=_utc_text)
+        exprs = []
+        for i, fi in enumerate(self.fields):
+            x = f"x{i}"
+            ns[f"u{i}"] = self._unstruct_hooks[fi.name]
+            if fi.enum_type is not None:
+                ns[f"E{i}"] = fi.enum_type
+                expr = f"{x}.value if {x}.__class__ is E{i} else u{i}({x})"
+            elif fi.kind == "str":
+                expr = f"{x} if {x}.__class__ is str and {x}.isascii() else u{i}({x})"
+            elif fi.kind == "int":
+                expr = (f"{x} if {x}.__class__ is int and -9223372036854775808 <= {x} "
+                        f"<= 9223372036854775807 else u{i}({x})")
+            elif fi.kind == "float":
+                expr = f"{x} if {x}.__class__ is float and {x} == {x} else u{i}({x})"
+            elif fi.kind == "bool":
+                expr = f"1 if {x} is True else 0 if {x} is False else u{i}({x})"
+            elif fi.kind == "datetime":
+                expr = (f"_utc_text({x}) if {x}.__class__ is _datetime and {x}.tzinfo is _UTC "
+                        f"else u{i}({x})")
+            else:
+                expr = f"u{i}({x})"
+            if fi.nullable:
+                expr = f"None if {x} is None else ({expr})"
+            exprs.append(f"({expr})")
+        return exprs
+
+    def _compile_to_row(self) -> tuple[Callable[[Any], tuple[Any, ...]],
+                                       Callable[[list[Any]], list[tuple[Any, ...]]]]:
+        """``to_row(entity)`` and ``to_rows(entities)`` (one call for a whole batch)."""
+        ns: dict[str, Any] = {"cls": self.cls, "_slow": self._slow_to_row}
+        exprs = self._to_row_exprs(ns)
+        getters = "".join(f"            x{i} = e.{fi.name}\n"
+                          for i, fi in enumerate(self.fields))
+        row = f"({', '.join(exprs)},)"
+        src = (
+            "def to_row(e):\n"
+            "    if e.__class__ is cls:\n"
+            "        try:\n"
+            f"{getters}"
+            f"            return {row}\n"
+            "        except (TypeError, ValueError, AttributeError):\n"
+            "            pass\n"
+            "    return _slow(e)\n"
+            "\n"
+            "def to_rows(items):\n"
+            "    out = []\n"
+            "    append = out.append\n"
+            "    try:\n"
+            "        for e in items:\n"
+            "            if e.__class__ is not cls:\n"
+            "                raise TypeError\n"
+            f"{getters}"
+            f"            append({row})\n"
+            "        return out\n"
+            "    except (TypeError, ValueError, AttributeError):\n"
+            "        pass\n"
+            "    return [to_row(e) for e in items]\n"
+        )
         exec(compile(src, f"<hive_store to_row {self.name}>", "exec"), ns)
-        fn: Callable[[Any], tuple[Any, ...]] = ns["to_row"]
-        return fn
+        return ns["to_row"], ns["to_rows"]
 
     # rows -> entities
-    def from_row(self, row: tuple[Any, ...] | list[Any]) -> E:
-        """Build the entity from a row whose values are in :attr:`columns` order."""
-        try:
-            return self._fast_from_row(row)
-        except (TypeError, ValueError, KeyError):
-            return self.structure(dict(zip(self.columns, row, strict=True)))
+    def _slow_from_row(self, row: Any) -> E:
+        """The checked path: a :class:`ValidationError` naming each bad value."""
+        if len(row) != len(self.columns):
+            raise ValidationError(self.name, [(
+                "*", f"a row of {len(row)} values for {len(self.columns)} columns")])
+        return self.structure(dict(zip(self.columns, row, strict=True)))
 
     def structure(self, data: Mapping[str, Any]) -> E:
         """Build the entity from a mapping of field names (missing fields take defaults)."""
@@ -470,16 +595,22 @@ class EntityCodec(Generic[E]):
             raise ValidationError(self.name, [("?", str(exc))]) from None
 
     # entities -> rows
-    def to_row(self, entity: E) -> tuple[Any, ...]:
-        """The SQL values of the entity in :attr:`columns` order; checks every field."""
+    def _slow_to_row(self, entity: Any) -> tuple[Any, ...]:
+        """The checked path of :attr:`to_row`: every field through its hook, and a
+        :class:`ValidationError` naming each bad one."""
         if type(entity) is not self.cls:
             raise ValidationError(
                 self.name, [("*", f"expected a {self.name}, got {type(entity).__name__}")]
             )
-        try:
-            return self._fast_to_row(entity)
-        except (TypeError, ValueError, AttributeError):
-            raise ValidationError(self.name, self.errors(entity)) from None
+        out, bad = [], []
+        for name, hook in self._unstruct_hooks.items():
+            try:
+                out.append(hook(getattr(entity, name)))
+            except (TypeError, ValueError, AttributeError) as exc:
+                bad.append((name, str(exc)))
+        if bad:
+            raise ValidationError(self.name, bad)
+        return tuple(out)
 
     def to_mapping(self, entity: E) -> dict[str, Any]:
         """Column name -> SQL value (the cattrs-generated unstructure function)."""

@@ -69,6 +69,16 @@ def test_written_form_is_fixed_width_utc_and_sorts_by_time(dt: datetime) -> None
     assert parse_timestamp(text) == dt
 
 
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))])))
+def test_generated_row_functions_write_what_format_timestamp_writes(dt: datetime) -> None:
+    # to_row inlines a cached-prefix formatter for UTC datetimes; it must equal isoformat
+    msg = Message(conversation_id="c", role="user", content="x", timestamp=dt)
+    text = EntityCodec(Message).to_row(msg)[-1]
+    assert text == format_timestamp(dt) == dt.astimezone(UTC).isoformat(timespec="microseconds")
+    back = EntityCodec(Message).from_row(EntityCodec(Message).to_row(msg))
+    assert back == attrs.evolve(msg, timestamp=dt.astimezone(UTC)) and back.timestamp == dt
+
+
 def test_written_timestamps_sort_as_times() -> None:
     a = datetime(2025, 1, 1, 23, 0, tzinfo=timezone(timedelta(hours=-5)))  # 04:00 UTC next day
     b = datetime(2025, 1, 2, 3, 0, tzinfo=UTC)
