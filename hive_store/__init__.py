@@ -26,7 +26,7 @@ from hive_store.errors import (
     StoreClosed,
     ValidationError,
 )
-from hive_store.hookspecs import hookimpl, hookspec
+from hive_store.hookspecs import hookimpl, hookspec, listens_when
 from hive_store.ids import uuid7
 from hive_store.store import ConsensusRun, StageOutput, Store, open
 
@@ -59,6 +59,7 @@ __all__ = [
     "entities",
     "hookimpl",
     "hookspec",
+    "listens_when",
     "open",
     "uuid7",
 ]

@@ -92,6 +92,12 @@ class CommitListener(Protocol):
 
     def after_commit(self, changes: Sequence[Change]) -> None: ...
 
+    def listening(self) -> tuple[bool, bool]:
+        """Whether anyone listens (before commit, after commit). Backends build
+        :class:`Change` records only when someone does, and may commit a single-statement
+        write without an explicit transaction when nobody listens before commit."""
+        ...
+
 
 class Backend(Protocol):
     """A storage backend, as returned by the ``hive_store_backend`` hook."""
@@ -117,7 +123,13 @@ class Backend(Protocol):
         ...
 
     def record(self, change: Change) -> None:
-        """Add a change to the calling thread's transaction (used by repositories)."""
+        """Add a change to the calling thread's transaction (used by repositories); ignored
+        when no commit listener listens."""
+        ...
+
+    def recording(self) -> bool:
+        """Whether :meth:`record` keeps changes (someone listens), so callers can skip
+        building them."""
         ...
 
     def connection(self) -> AbstractContextManager[Any]:

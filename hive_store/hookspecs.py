@@ -14,7 +14,7 @@ are collected in a list (``None`` results are dropped).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
@@ -31,6 +31,30 @@ if TYPE_CHECKING:
 PROJECT = "hive_store"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def listens_when(predicate: Callable[[Store], bool]) -> Callable[[_F], _F]:
+    """Mark a ``hive_store_before_commit`` / ``hive_store_after_commit`` implementation as
+    listening only to the stores for which ``predicate(store)`` is true (asked at the start
+    of each write, so it may change while the store is open).
+
+    Writes nobody listens to are cheaper: the backend builds no :class:`~hive_store.Change`
+    records for them, and with no before-commit listener a single-statement write commits
+    on its own instead of in ``BEGIN IMMEDIATE … COMMIT``. A plugin whose hooks only matter
+    once enabled for a store (a mirror, an index) should say so::
+
+        @hive_store.hookimpl
+        @hive_store.listens_when(lambda store: store in _mirrors)
+        def hive_store_before_commit(store, connection, changes): ...
+    """
+
+    def mark(fn: _F) -> _F:
+        fn.hive_store_listens = predicate  # type: ignore[attr-defined]
+        return fn
+
+    return mark
 
 
 @hookspec(firstresult=True)
@@ -127,7 +151,8 @@ def hive_store_before_commit(store: Store, connection: Any, changes: Sequence[Ch
     """Called inside a write transaction, just before it commits, with every change it made.
 
     Use it to write derived rows in the same transaction (an outbox, an index). Raising
-    rolls the whole transaction back; the error reaches the caller.
+    rolls the whole transaction back; the error reaches the caller. Mark the implementation
+    with :func:`listens_when` if it only matters for some stores.
 
     :param store: the store
     :param connection: the transaction's native connection (write through it, not the store)
@@ -140,7 +165,8 @@ def hive_store_after_commit(store: Store, changes: Sequence[Change]) -> None:
     """Post-commit change event: called once after a write transaction has committed.
 
     Never called for a rolled-back write. Errors raised here are logged and swallowed: the
-    data is already committed.
+    data is already committed. Mark the implementation with :func:`listens_when` if it only
+    matters for some stores.
 
     :param store: the store
     :param changes: the committed changes, in order

@@ -260,6 +260,19 @@ class Plugins:
         self.ensure_loaded()
         self.pm.hook.hive_store_before_commit(store=store, connection=connection, changes=changes)
 
+    def commit_hooks(self, store: Store | None = None) -> tuple[bool, bool]:
+        """Whether any plugin listens before / after a commit of ``store``: implements
+        ``hive_store_before_commit`` / ``hive_store_after_commit``, and its
+        :func:`~hive_store.listens_when` predicate (if any) accepts the store. Asked at the
+        start of each write, so a plugin registered or enabled later is seen by the next
+        write; a predicate that raises counts as listening (the hook then runs and its error
+        surfaces there)."""
+        if not self._loaded:
+            self.ensure_loaded()
+        hook = self.pm.hook
+        return (_listens(hook.hive_store_before_commit.get_hookimpls(), store),
+                _listens(hook.hive_store_after_commit.get_hookimpls(), store))
+
     def after_commit(self, store: Store, changes: Sequence[Change]) -> None:
         self.ensure_loaded()
         caller = self.pm.hook.hive_store_after_commit
@@ -277,6 +290,20 @@ class Plugins:
     def store_closing(self, store: Store) -> None:
         for _ in self._each("hive_store_store_closing", store=store):
             pass
+
+
+def _listens(impls: Sequence[Any], store: Store | None) -> bool:
+    for impl in impls:
+        predicate = getattr(impl.function, "hive_store_listens", None)
+        if predicate is None or store is None:
+            return True
+        try:
+            if predicate(store):
+                return True
+        except Exception:
+            log.exception("the listens_when predicate of plugin %s failed", impl.plugin_name)
+            return True
+    return False
 
 
 _default: Plugins | None = None

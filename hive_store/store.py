@@ -150,6 +150,9 @@ class _Listener:
     def after_commit(self, changes: Sequence[Change]) -> None:
         self.store.plugins.after_commit(self.store, changes)
 
+    def listening(self) -> tuple[bool, bool]:
+        return self.store.plugins.commit_hooks(self.store)
+
 
 class Store:
     """An open hive-store database. Use :func:`hive_store.open` to get one; close it (or use

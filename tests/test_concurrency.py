@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 import hive_store
 from hive_store import Change, Op, Stage, StageOutput
-from hive_store.entities import Conversation, Message
+from hive_store.entities import ActivityLog, Conversation, EventType, Message
 from hive_store.plugins import Plugins
+from tests.conftest import isolated_plugins
 
 SPAWN = multiprocessing.get_context("spawn")
 TX_ROWS = 5  # messages per multi-row transaction
@@ -433,6 +434,77 @@ def test_one_event_per_single_write(spy_store: hive_store.Store, spy: Spy) -> No
     assert spy.before == [[ins(c)]]
     m = spy_store.messages.add(Message(conversation_id=c.id, role="user", content="x"))
     assert spy.after == [(ins(c),), (ins(m),)]
+
+
+class AfterOnly:
+    """A listener with only the post-commit hook (single writes then run in autocommit)."""
+
+    def __init__(self) -> None:
+        self.after: list[tuple[Change, ...]] = []
+
+    @hive_store.hookimpl
+    def hive_store_after_commit(self, store: hive_store.Store, changes: Any) -> None:
+        self.after.append(tuple(changes))
+
+
+def test_single_writes_without_a_before_commit_listener(db_path: Path) -> None:
+    spy = AfterOnly()
+    with hive_store.open(f"sqlite://{db_path}", plugins=isolated_plugins(spy)) as s:
+        assert s.plugins.commit_hooks(s) == (False, True)
+        c = s.conversations.add(Conversation())
+        a = s.activity_log.add(ActivityLog(event_type=EventType.QUERY_START))
+        assert isinstance(a.id, int) and s.activity_log.get(a.id) == a
+        assert s.messages.delete("no-such-message") is False  # changed nothing: no event
+        m = s.messages.upsert(Message(conversation_id=c.id, role="user", content="x"))
+        assert s.messages.delete(m.id) is True
+        with pytest.raises(hive_store.Conflict):
+            s.conversations.add(c)  # a failed write: no event, the writer is free again
+        with pytest.raises(hive_store.IntegrityError):
+            s.messages.add(Message(conversation_id="no-such", role="user", content="x"))
+        c2 = s.conversations.add(Conversation())
+        assert s.backend.pool.stats().in_use == 0
+    assert spy.after == [(ins(c),), (Change(Op.INSERT, "activity_log", a.id, a),),
+                         (Change(Op.UPSERT, "messages", m.id, m),),
+                         (Change(Op.DELETE, "messages", m.id, None),), (ins(c2),)]
+
+
+class OnlyFor:
+    """Listens (both hooks) only to the stores in ``self.stores``."""
+
+    def __init__(self) -> None:
+        self.stores: set[int] = set()
+        self.seen: list[str] = []
+
+    @hive_store.hookimpl
+    @hive_store.listens_when(lambda store: id(store) in ONLY_FOR.stores)
+    def hive_store_before_commit(self, changes: Any) -> None:
+        self.seen.append("before")
+
+    @hive_store.hookimpl
+    @hive_store.listens_when(lambda store: id(store) in ONLY_FOR.stores)
+    def hive_store_after_commit(self, changes: Any) -> None:
+        self.seen.append("after")
+
+
+ONLY_FOR = OnlyFor()
+
+
+def test_listens_when_limits_a_listener_to_some_stores(db_path: Path) -> None:
+    ONLY_FOR.stores.clear()
+    ONLY_FOR.seen.clear()
+    with hive_store.open(f"sqlite://{db_path}", plugins=isolated_plugins(ONLY_FOR)) as s:
+        assert s.plugins.commit_hooks(s) == (False, False)
+        with s.transaction():
+            s.conversations.add(Conversation())
+            assert not s.backend.recording()  # nobody listens: no Change records are built
+        assert ONLY_FOR.seen == []
+        ONLY_FOR.stores.add(id(s))  # enabled while open: the next write sees it
+        assert s.plugins.commit_hooks(s) == (True, True)
+        s.conversations.add(Conversation())
+        assert ONLY_FOR.seen == ["before", "after"]
+        ONLY_FOR.stores.clear()
+        s.conversations.add(Conversation())
+        assert ONLY_FOR.seen == ["before", "after"] and s.conversations.count() == 3
 
 
 def test_one_event_per_transaction_with_all_changes_in_order(spy_store: hive_store.Store,

@@ -61,7 +61,7 @@ from typing import Any
 from hive_store.changes import Change
 from hive_store.errors import ConfigurationError
 from hive_store.health import HealthResult
-from hive_store.hookspecs import hookimpl
+from hive_store.hookspecs import hookimpl, listens_when
 from hive_store.migrations import MigrationSet
 from hive_store.store import Store
 from hive_store_d1.client import (
@@ -200,6 +200,7 @@ def hive_store_store_closing(store: Store) -> None:
 
 
 @hookimpl
+@listens_when(lambda store: store in _mirrors)
 def hive_store_before_commit(store: Store, connection: Any, changes: Sequence[Change]) -> None:
     mirror = _mirrors.get(store)
     if mirror is not None:

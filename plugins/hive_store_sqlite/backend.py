@@ -77,6 +77,8 @@ def quote(identifier: str) -> str:
 @attrs.define
 class _Tx:
     conn: sqlite3.Connection
+    before: bool = False  # someone listens before commit
+    after: bool = False  # someone listens after commit
     depth: int = 0
     changes: list[Change] = attrs.field(factory=list)
 
@@ -225,24 +227,23 @@ class SQLiteBackend:
             finally:
                 self._local.held = None
 
-    def fetch(self, sql: str, params: Sequence[Any], *, one: bool = False) -> Any:
-        """Run a read and return ``fetchone()`` or ``fetchall()`` — the hot path of the
-        repositories, without context-manager overhead."""
+    def fetch(self, sql: str, params: Sequence[Any], *, one: bool = False,
+              factory: Callable[[Any, Any], Any] | None = None) -> Any:
+        """Run a read and return ``fetchone()`` or ``fetchall()`` (rows made by ``factory``,
+        a ``sqlite3`` row factory, if given) — the hot path of the repositories, without
+        context-manager overhead."""
         local = self._local
         tx: _Tx | None = getattr(local, "tx", None)
         conn: sqlite3.Connection | None = tx.conn if tx is not None else getattr(
             local, "held", None)
         if conn is not None:
-            cur = conn.execute(sql, params)
-            return cur.fetchone() if one else cur.fetchall()
+            return _fetch(conn, sql, params, one, factory)
         if self._closed:
             raise StoreClosed("the store is closed")
         pool = self.pool
         conn = pool.checkout()
         try:
-            cur = conn.execute(sql, params)
-            result = cur.fetchone() if one else cur.fetchall()
-            cur.close()
+            result = _fetch(conn, sql, params, one, factory)
         except BaseException:
             pool.checkin(conn, broken=_broken(conn))
             raise
@@ -261,7 +262,76 @@ class SQLiteBackend:
         tx: _Tx | None = getattr(self._local, "tx", None)
         if tx is None:
             raise RuntimeError("record() outside a transaction")
-        tx.changes.append(change)
+        if tx.before or tx.after:
+            tx.changes.append(change)
+
+    def recording(self) -> bool:
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        return tx is not None and (tx.before or tx.after)
+
+    def write(self, sql: str, params: Sequence[Any], what: str,
+              change: Callable[[sqlite3.Cursor], Change | None] | None = None) -> sqlite3.Cursor:
+        """Run one write statement: in the thread's transaction if there is one, else
+        committed on its own. ``change`` builds its :class:`Change` from the cursor (or
+        ``None``: nothing changed), called only when a commit listener listens.
+
+        A single statement is atomic in SQLite, so inside a transaction it needs no
+        savepoint, and outside one, when nobody listens before commit, it runs in autocommit
+        mode under the writer lock: the same guarantees as ``BEGIN IMMEDIATE; …; COMMIT``
+        (the statement takes the write lock up front and ``busy_timeout`` applies) at a third
+        of the statements.
+        """
+        local = self._local
+        tx: _Tx | None = getattr(local, "tx", None)
+        if tx is not None:
+            try:
+                cur = tx.conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise translate_error(exc, what) from None
+            if change is not None and (tx.before or tx.after):
+                made = change(cur)
+                if made is not None:
+                    tx.changes.append(made)
+            return cur
+        listener = self._listener
+        before, after = listener.listening() if listener is not None else (False, False)
+        if before:
+            with self.transaction(what=what) as conn:
+                try:
+                    cur = conn.execute(sql, params)
+                except sqlite3.Error as exc:
+                    raise translate_error(exc, what) from None
+                made = change(cur) if change is not None else None
+                if made is not None:
+                    self.record(made)
+            return cur
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        timeout = self.pool.config.connection_timeout
+        if not self._write_lock.acquire(timeout=timeout):
+            raise PoolTimeout(f"the writer stayed busy for more than {timeout:g} s")
+        try:
+            held = getattr(local, "held", None) if self.memory else None
+            conn = held if held is not None else self.pool.checkout()
+            try:
+                cur = conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                if held is None:
+                    self.pool.checkin(conn, broken=_broken(conn))
+                raise translate_error(exc, what) from None
+            except BaseException:
+                if held is None:
+                    self.pool.checkin(conn, broken=True)
+                raise
+            if held is None:
+                self.pool.checkin(conn)
+        finally:
+            self._write_lock.release()
+        if after and change is not None and listener is not None:
+            made = change(cur)
+            if made is not None:
+                listener.after_commit((made,))
+        return cur
 
     @contextlib.contextmanager
     def transaction(self, *, foreign_keys: bool = True,
@@ -293,12 +363,15 @@ class SQLiteBackend:
                 except sqlite3.Error as exc:
                     context = f"starting a write ({what})" if what else "starting a write"
                     raise translate_error(exc, context) from None
-                tx = _Tx(conn)
+                listener = self._listener
+                before, after = (listener.listening() if listener is not None
+                                 else (False, False))
+                tx = _Tx(conn, before, after)
                 self._local.tx = tx
                 try:
                     yield conn
-                    if tx.changes and self._listener is not None:
-                        self._listener.before_commit(conn, tx.changes)
+                    if tx.changes and before and listener is not None:
+                        listener.before_commit(conn, tx.changes)
                     conn.execute("COMMIT")
                 except BaseException as exc:
                     if conn.in_transaction:
@@ -322,7 +395,7 @@ class SQLiteBackend:
                     self.pool.checkin(conn, broken=broken)
         finally:
             self._write_lock.release()
-        if tx.changes and self._listener is not None:
+        if tx.changes and tx.after and self._listener is not None:
             self._listener.after_commit(tuple(tx.changes))
 
     def _savepoint(self, tx: _Tx) -> Iterator[sqlite3.Connection]:
@@ -419,6 +492,19 @@ class SQLiteBackend:
         if keeper is not None:
             keeper.close()
             self._keeper = None
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any], one: bool,
+           factory: Callable[[Any, Any], Any] | None) -> Any:
+    if factory is None:
+        cur = conn.execute(sql, params)
+    else:
+        cur = conn.cursor()
+        cur.row_factory = factory
+        cur.execute(sql, params)
+    result = cur.fetchone() if one else cur.fetchall()
+    cur.close()
+    return result
 
 
 def _broken(conn: sqlite3.Connection) -> bool:

@@ -55,6 +55,7 @@ class SQLiteRepository(Generic[E]):
         ) if rest else None
         self._sql_delete = f"DELETE FROM {self._table} WHERE {self._pk} = ?"
         self._non_pk = [i for i, n in enumerate(c.columns) if n != c.pk]
+        self._what_add = f"adding {c.name}"
 
     def __repr__(self) -> str:
         return f"<Repository {self.codec.name} ({self.codec.table})>"
@@ -67,12 +68,13 @@ class SQLiteRepository(Generic[E]):
     def get(self, key: Any) -> E:
         sql_key = self._key(key)
         try:
-            row = self.backend.fetch(self._sql_get, (sql_key,), one=True)
+            entity = self.backend.fetch(self._sql_get, (sql_key,), one=True,
+                                        factory=self.codec.row_factory)
         except sqlite3.Error as exc:
             raise translate_error(exc, f"reading {self.codec.table}") from None
-        if row is None:
+        if entity is None:
             raise NotFound(self.codec.name, key)
-        return self.codec.from_row(row)
+        return entity  # type: ignore[no-any-return]
 
     def get_many(self, keys: Iterable[Any]) -> list[E]:
         wanted = [self._key(k) for k in self._iterable("keys", keys)]
@@ -173,11 +175,10 @@ class SQLiteRepository(Generic[E]):
              **filters: Any) -> list[E]:
         sql, params = self._select(filters, order_by, limit, offset)
         try:
-            rows = self.backend.fetch(sql, params)
+            found: list[E] = self.backend.fetch(sql, params, factory=self.codec.row_factory)
         except sqlite3.Error as exc:
             raise translate_error(exc, f"reading {self.codec.table}") from None
-        from_row = self.codec.from_row
-        return [from_row(r) for r in rows]
+        return found
 
     def find_one(self, *, order_by: OrderBy = None, **filters: Any) -> E | None:
         found = self.find(order_by=order_by, limit=1, **filters)
@@ -198,14 +199,14 @@ class SQLiteRepository(Generic[E]):
         return self._iter(sql, params, batch_size)
 
     def _iter(self, sql: str, params: list[Any], batch_size: int) -> Iterator[E]:
-        from_row = self.codec.from_row
         try:
             with self.backend.connection() as conn:
-                cursor = conn.execute(sql, params)
+                cursor = conn.cursor()
+                cursor.row_factory = self.codec.row_factory
                 try:
+                    cursor.execute(sql, params)
                     while batch := cursor.fetchmany(batch_size):
-                        for row in batch:
-                            yield from_row(row)
+                        yield from batch
                 finally:
                     cursor.close()
         except sqlite3.Error as exc:
@@ -244,54 +245,56 @@ class SQLiteRepository(Generic[E]):
             conn.execute(self._sql_insert, row)
         return entity
 
+    def _write_auto(self, op: Op, entity: E, row: tuple[Any, ...], what: str) -> E:
+        """Insert a row whose key SQLite assigns; the stored entity carries it."""
+        codec = self.codec
+        pk, table = codec.pk, codec.table
+        cur = self.backend.write(
+            self._sql_insert_auto, [row[i] for i in self._non_pk], what,
+            lambda c: Change(op, table, c.lastrowid, codec.evolve(entity, **{pk: c.lastrowid})))
+        return codec.evolve(entity, **{pk: cur.lastrowid})
+
     def add(self, entity: E) -> E:
         row = self.codec.to_row(entity)
-        what = f"adding {self.codec.name}"
-        try:
-            with self.backend.transaction(what=what) as conn:
-                stored = self._insert(conn, entity, row)
-                self.backend.record(Change(Op.INSERT, self.codec.table,
-                                           self.codec.key_of(stored), stored))
-        except sqlite3.Error as exc:
-            raise translate_error(exc, what) from None
-        return stored
+        what = self._what_add
+        if self.codec.autoincrement and row[self._pk_index] is None:
+            return self._write_auto(Op.INSERT, entity, row, what)
+        table, pk = self.codec.table, self.codec.pk
+        self.backend.write(self._sql_insert, row, what,
+                           lambda _: Change(Op.INSERT, table, getattr(entity, pk), entity))
+        return entity
 
     def add_many(self, entities: Iterable[E]) -> list[E]:
         items = list(self._iterable("entities", entities))
-        rows = [self.codec.to_row(e) for e in items]
         if not items:
             return []
-        table = self.codec.table
-        key_of = self.codec.key_of
+        rows = self.codec.to_rows(items)
         what = f"adding {len(items)} {self.codec.name}"
+        backend = self.backend
         try:
-            with self.backend.transaction(what=what) as conn:
+            with backend.transaction(what=what) as conn:
                 if self.codec.autoincrement and any(r[self._pk_index] is None for r in rows):
                     stored = [self._insert(conn, e, r) for e, r in zip(items, rows, strict=True)]
                 else:
                     conn.executemany(self._sql_insert, rows)
                     stored = items
-                record = self.backend.record
-                for e in stored:
-                    record(Change(Op.INSERT, table, key_of(e), e))
+                if backend.recording():
+                    table, key_of, record = self.codec.table, self.codec.key_of, backend.record
+                    for e in stored:
+                        record(Change(Op.INSERT, table, key_of(e), e))
         except sqlite3.Error as exc:
             raise translate_error(exc, what) from None
         return stored
 
     def upsert(self, entity: E) -> E:
         row = self.codec.to_row(entity)
-        try:
-            with self.backend.transaction(what=f"upserting {self.codec.name}") as conn:
-                stored = entity
-                if self.codec.autoincrement and row[self._pk_index] is None:
-                    stored = self._insert(conn, entity, row)
-                else:
-                    conn.execute(self._sql_upsert, row)
-                self.backend.record(Change(Op.UPSERT, self.codec.table,
-                                           self.codec.key_of(stored), stored))
-        except sqlite3.Error as exc:
-            raise translate_error(exc, f"upserting {self.codec.name}") from None
-        return stored
+        what = f"upserting {self.codec.name}"
+        if self.codec.autoincrement and row[self._pk_index] is None:
+            return self._write_auto(Op.UPSERT, entity, row, what)
+        table, key = self.codec.table, self.codec.key_of(entity)
+        self.backend.write(self._sql_upsert, row, what,
+                           lambda _: Change(Op.UPSERT, table, key, entity))
+        return entity
 
     def update(self, entity_or_key: Any, /, **changes: Any) -> E:
         try:
@@ -329,11 +332,9 @@ class SQLiteRepository(Generic[E]):
         key = (self.codec.key_of(entity_or_key) if isinstance(entity_or_key, self.codec.cls)
                else entity_or_key)
         sql_key = self._key(key)
-        try:
-            with self.backend.transaction(what=f"deleting {self.codec.name}") as conn:
-                cur = conn.execute(self._sql_delete, (sql_key,))
-                if cur.rowcount:
-                    self.backend.record(Change(Op.DELETE, self.codec.table, key, None))
-        except sqlite3.Error as exc:
-            raise translate_error(exc, f"deleting {self.codec.name}") from None
+        table = self.codec.table
+        # A delete that found nothing changed nothing: the listener gets no change.
+        cur = self.backend.write(
+            self._sql_delete, (sql_key,), f"deleting {self.codec.name}",
+            lambda c: Change(Op.DELETE, table, key, None) if c.rowcount else None)
         return bool(cur.rowcount)
