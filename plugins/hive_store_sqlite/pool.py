@@ -81,7 +81,12 @@ class Pool:
     def __init__(self, connect: Callable[[], sqlite3.Connection], config: PoolConfig) -> None:
         self._connect = connect
         self.config = config
-        self._lock = threading.Condition(threading.Lock())
+        # _mutex is _lock's own lock: `with self._mutex` is the same critical section without
+        # Condition's Python-level __enter__/__exit__ (the hot paths use it).
+        self._mutex = threading.Lock()
+        self._lock = threading.Condition(self._mutex)
+        # idle connections as (connection, born, expires): ``expires`` is the monotonic time
+        # after which it is recycled instead of reused (idle_timeout / max_lifetime)
         self._idle: deque[tuple[sqlite3.Connection, float, float]] = deque()
         self._born: dict[int, float] = {}
         self._stats = PoolStats()
@@ -107,20 +112,20 @@ class Pool:
                 raise
             with self._lock:
                 now = time.monotonic()
-                self._idle.append((conn, self._born[id(conn)], now))
+                born = self._born[id(conn)]
+                self._idle.append((conn, born, self._expires(born, now)))
                 self._lock.notify()
 
     def checkout(self, timeout: float | None = None) -> sqlite3.Connection:
         """Take a connection; waits up to ``timeout`` (default ``connection_timeout``)."""
         if not self.config.test_on_checkout:
             # Fast path: the most recently returned connection, fresh, nothing to sweep.
-            with self._lock:
+            with self._mutex:
                 ready = self._idle
                 if ready and not self._closed:
-                    warm, born, last = ready[-1]
+                    warm, _born, expires = ready[-1]
                     now = time.monotonic()
-                    if not self._expired(born, last, now=now) and not self._expired(
-                            ready[0][1], ready[0][2], now=now):
+                    if now <= expires and now <= ready[0][2]:
                         ready.pop()
                         stats = self._stats
                         stats.in_use += 1
@@ -139,8 +144,8 @@ class Pool:
                         raise StoreClosed("the connection pool is closed")
                     to_close.extend(self._sweep())
                     while self._idle and conn is None:
-                        idle, born, last = self._idle.pop()  # LIFO: warmest cache first
-                        if self._expired(born, last):
+                        idle, _born, expires = self._idle.pop()  # LIFO: warmest cache first
+                        if time.monotonic() > expires:
                             to_close.append(idle)
                             self._stats.size -= 1
                             self._stats.recycled += 1
@@ -202,20 +207,22 @@ class Pool:
             broken = True
         key = id(conn)
         now = time.monotonic()
-        with self._lock:
+        with self._mutex:
             if key not in self._out:
                 raise ValueError("this connection is not checked out from this pool")
             self._out.discard(key)
             swept = self._sweep()
             self._stats.in_use -= 1
             born = self._born.get(key, now)
-            if broken or self._closed or self._expired(born, now, now=now, returning=True):
+            lifetime = self.config.max_lifetime
+            if (broken or self._closed
+                    or (lifetime is not None and now - born > lifetime)):
                 self._stats.size -= 1
                 if not self._closed and not broken:
                     self._stats.recycled += 1
                 discard = True
             else:
-                self._idle.append((conn, born, now))
+                self._idle.append((conn, born, self._expires(born, now)))
                 discard = False
             if self._waiters:
                 self._lock.notify()
@@ -265,25 +272,26 @@ class Pool:
     def _sweep(self) -> list[sqlite3.Connection]:
         """Take expired connections off the least-recently-used end of the idle list (lock
         held). Cheap: it stops at the first one still fresh."""
-        cfg = self.config
         gone: list[sqlite3.Connection] = []
-        if cfg.idle_timeout is None and cfg.max_lifetime is None:
+        idle = self._idle
+        if not idle:
             return gone
-        while self._idle and self._expired(self._idle[0][1], self._idle[0][2]):
+        now = time.monotonic()
+        while idle and now > idle[0][2]:
             gone.append(self._idle.popleft()[0])
             self._stats.size -= 1
             self._stats.recycled += 1
         return gone
 
-    def _expired(self, born: float, last: float, *, returning: bool = False,
-                 now: float | None = None) -> bool:
-        if now is None:
-            now = time.monotonic()
+    def _expires(self, born: float, last_used: float) -> float:
+        """When an idle connection born at ``born`` and returned at ``last_used`` expires."""
         cfg = self.config
-        if cfg.max_lifetime is not None and now - born > cfg.max_lifetime:
-            return True
-        return (not returning and cfg.idle_timeout is not None
-                and now - last > cfg.idle_timeout)
+        at = math.inf
+        if cfg.idle_timeout is not None:
+            at = last_used + cfg.idle_timeout
+        if cfg.max_lifetime is not None:
+            at = min(at, born + cfg.max_lifetime)
+        return at
 
     def _discard(self, conn: sqlite3.Connection) -> None:
         self._born.pop(id(conn), None)
