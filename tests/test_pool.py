@@ -502,11 +502,44 @@ def test_close_closes_idle_now_and_in_use_on_return(factory: Factory) -> None:
 # -- a stateful model ----------------------------------------------------------------------------
 
 
+def test_a_connection_parked_for_one_thread_serves_another(factory: Factory) -> None:
+    pool = make_pool(factory, max_size=1, min_idle=0)
+    worker = threading.Thread(target=lambda: pool.checkin(pool.checkout()))
+    worker.start()
+    worker.join()
+    assert pool.stats().idle == 1  # parked for the (finished) worker thread
+    conn = pool.checkout(timeout=0.5)  # another thread takes it: no wait, no new connection
+    s = pool.stats()
+    assert (s.waits, s.created, s.in_use, s.idle) == (0, 1, 1, 0)
+    pool.checkin(conn)
+    pool.close()
+    assert factory.made[0].closed
+
+
+def test_a_returned_connection_goes_to_a_waiting_thread_not_to_parking(factory: Factory) -> None:
+    pool = make_pool(factory, max_size=1, min_idle=0)
+    held = pool.checkout()
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.checkout(timeout=10)))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while pool.stats().waits == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    pool.checkin(held)
+    waiter.join(10)
+    assert got == [held]
+    pool.checkin(held)
+    pool.close()
+
+
 class PoolModel(RuleBasedStateMachine):
     """Checkout/checkin/fill/close/time sequences against a model of the pool.
 
     The model predicts exactly which connection a checkout returns (LIFO reuse, expired ones
-    recycled on the way), and the counters after each step.
+    recycled on the way), and the counters after each step. One thread: the connection it
+    returned last is parked for it (the top of the LIFO stack, reused without the pool lock);
+    expired connections go at every step from the least recently used end, and a parked one
+    as soon as it expires.
     """
 
     def __init__(self) -> None:
@@ -527,6 +560,7 @@ class PoolModel(RuleBasedStateMachine):
                               max_lifetime=max_lifetime, connection_timeout=0.01)
         self.pool = Pool(self.factory, self.cfg)
         self.idle: list[tuple[TrackedConnection, float, float]] = []  # (conn, born, returned)
+        self.parked: tuple[TrackedConnection, float, float] | None = None
         self.held: list[tuple[TrackedConnection, float]] = []  # (conn, born)
         self.closed = False
         self.expect = {"created": 0, "recycled": 0, "timeouts": 0, "checkouts": 0}
@@ -547,7 +581,12 @@ class PoolModel(RuleBasedStateMachine):
 
     @property
     def size(self) -> int:
-        return len(self.idle) + len(self.held)
+        return len(self.idle) + len(self.held) + (self.parked is not None)
+
+    def _unpark(self) -> None:
+        if self.parked is not None:
+            self.idle.append(self.parked)
+            self.parked = None
 
     # rules
     @precondition(lambda self: self.pool is not None)
@@ -556,6 +595,7 @@ class PoolModel(RuleBasedStateMachine):
         before = len(self.factory.made)
         self.pool.fill()  # type: ignore[union-attr]
         new = self.factory.made[before:]
+        self._unpark()
         want = 0 if self.closed else max(0, min(self.cfg.min_idle - len(self.idle),
                                                 self.cfg.max_size - self.size))
         assert len(new) == want
@@ -568,6 +608,9 @@ class PoolModel(RuleBasedStateMachine):
         gone = []
         while self.idle and self._expired(self.idle[0][1], self.idle[0][2]):
             gone.append(self.idle.pop(0)[0])
+        if self.parked is not None and self._expired(self.parked[1], self.parked[2]):
+            gone.append(self.parked[0])
+            self.parked = None
         return gone
 
     @precondition(lambda self: self.pool is not None)
@@ -581,6 +624,9 @@ class PoolModel(RuleBasedStateMachine):
         expected: TrackedConnection | None = None
         recycled: list[TrackedConnection] = self._sweep()
         born = self.clock.now
+        if self.parked is not None:
+            expected, born = self.parked[0], self.parked[1]
+            self.parked = None
         while self.idle and expected is None:
             conn, c_born, last = self.idle.pop()
             if self._expired(c_born, last):
@@ -628,7 +674,8 @@ class PoolModel(RuleBasedStateMachine):
         else:
             assert not conn.closed
             assert not conn.in_transaction
-            self.idle.append((conn, born, self.clock.now))
+            self._unpark()
+            self.parked = (conn, born, self.clock.now)
 
     @precondition(lambda self: self.pool is not None)
     @rule(seconds=st.sampled_from([0.0, 1.0, 4.0, 5.0, 6.0, 10.0, 15.0, 25.0]))
@@ -640,6 +687,7 @@ class PoolModel(RuleBasedStateMachine):
     def close(self) -> None:
         assert self.pool is not None
         self.pool.close()
+        self._unpark()
         for conn, _, _ in self.idle:
             assert conn.closed
         for conn, _ in self.held:
@@ -653,7 +701,7 @@ class PoolModel(RuleBasedStateMachine):
             return
         s = self.pool.stats()
         assert s.size == self.size == s.idle + s.in_use
-        assert s.idle == len(self.idle)
+        assert s.idle == len(self.idle) + (self.parked is not None)
         assert s.in_use == len(self.held)
         assert s.size <= self.cfg.max_size
         assert s.waits == 0  # timeout=0 never waits
@@ -665,7 +713,8 @@ class PoolModel(RuleBasedStateMachine):
         if self.pool is None:
             return
         live = {id(c) for c in self.factory.open}
-        mine = {id(c) for c, _, _ in self.idle} | {id(c) for c, _ in self.held}
+        mine = {id(c) for c, _, _ in [*self.idle, *filter(None, [self.parked])]} | {
+            id(c) for c, _ in self.held}
         assert live == mine
         assert len(live) <= self.cfg.max_size
         assert len(self.held) == len({id(c) for c, _ in self.held})

@@ -10,11 +10,18 @@
   local file has no server that can go away; a connection that is returned inside a
   transaction is rolled back instead ("reset on return"), and one that fails is discarded.
 
-The pool is thread-safe; a connection is used by one thread at a time.
+The pool is thread-safe; a connection is used by one thread at a time. Reuse is LIFO (the
+warmest page cache first), and the connection a thread returned last is *parked* for that
+thread: its next checkout takes it back with one atomic dict operation, without the pool lock,
+so reader threads do not contend. A parked connection still counts as idle: a thread that
+finds no idle connection takes another thread's parked one, and a returned connection goes to
+a waiting thread rather than to parking.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 import sqlite3
 import threading
@@ -92,15 +99,32 @@ class Pool:
         self._stats = PoolStats()
         self._closed = False
         self._out: set[int] = set()  # ids of checked-out connections
+        # Threads in the locked checkout path (waiting or about to): while there are any,
+        # returned connections go to the idle list and wake them rather than being parked.
         self._waiters = 0
+        # Parked connections: an idle connection kept for the thread that returned it, by
+        # thread id, so a thread's next checkout takes it back without the pool lock and
+        # without contending with other threads. Only single dict operations (atomic under
+        # the GIL) touch it outside the lock; a thread that needs a connection when none is
+        # idle takes a parked one (popitem), so parking never starves anyone.
+        self._parked: dict[int, tuple[sqlite3.Connection, float, float]] = {}
+        self._fast_checkouts = itertools.count()
 
     # -- public ---------------------------------------------------------------------------------
 
     def fill(self) -> None:
-        """Open connections until ``min_idle`` are idle (bounded by ``max_size``)."""
+        """Open connections until ``min_idle`` are idle (bounded by ``max_size``).
+
+        Parked connections move to the idle list first, so the new ones are reused last."""
+        with self._lock:
+            while True:
+                try:
+                    self._idle.append(self._parked.popitem()[1])
+                except KeyError:
+                    break
         while True:
             with self._lock:
-                if (len(self._idle) >= self.config.min_idle
+                if (len(self._idle) + len(self._parked) >= self.config.min_idle
                         or self._stats.size >= self.config.max_size or self._closed):
                     return
                 self._stats.size += 1
@@ -116,22 +140,56 @@ class Pool:
                 self._idle.append((conn, born, self._expires(born, now)))
                 self._lock.notify()
 
+    def try_checkout(self) -> sqlite3.Connection | None:
+        """An idle connection if one is ready now, else ``None``: never waits, never opens
+        one (for callers that must not block, such as an event loop)."""
+        if self.config.test_on_checkout:
+            return None
+        # The connection this thread returned last, if it is still parked for it.
+        parked = self._parked.pop(threading.get_ident(), None)
+        if parked is not None:
+            conn, _born, expires = parked
+            now = time.monotonic()
+            if not self._closed and now <= expires:
+                self._out.add(id(conn))
+                next(self._fast_checkouts)
+                if self._stale(now):
+                    self._sweep_now()
+                return conn
+            with self._mutex:  # expired (or the pool closed): it goes
+                self._stats.size -= 1
+                if not self._closed:
+                    self._stats.recycled += 1
+            self._discard(conn)
+        # The most recently returned connection, fresh, nothing to sweep.
+        with self._mutex:
+            ready = self._idle
+            if ready and not self._closed:
+                warm, _born, expires = ready[-1]
+                now = time.monotonic()
+                if now <= expires and now <= ready[0][2]:
+                    ready.pop()
+                    self._stats.checkouts += 1
+                    self._out.add(id(warm))
+                    return warm
+            elif not ready and self._parked and not self._closed:
+                # None idle: one parked for another thread, if fresh.
+                try:
+                    other, _born, expires = self._parked.popitem()[1]
+                except KeyError:
+                    return None
+                if time.monotonic() <= expires:
+                    self._stats.checkouts += 1
+                    self._out.add(id(other))
+                    return other
+                ready.append((other, _born, expires))  # expired: the next sweep closes it
+        return None
+
     def checkout(self, timeout: float | None = None) -> sqlite3.Connection:
         """Take a connection; waits up to ``timeout`` (default ``connection_timeout``)."""
-        if not self.config.test_on_checkout:
-            # Fast path: the most recently returned connection, fresh, nothing to sweep.
-            with self._mutex:
-                ready = self._idle
-                if ready and not self._closed:
-                    warm, _born, expires = ready[-1]
-                    now = time.monotonic()
-                    if now <= expires and now <= ready[0][2]:
-                        ready.pop()
-                        stats = self._stats
-                        stats.in_use += 1
-                        stats.checkouts += 1
-                        self._out.add(id(warm))
-                        return warm
+        ready = self.try_checkout()
+        if ready is not None:
+            return ready
         limit = self.config.connection_timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         to_close: list[sqlite3.Connection] = []
@@ -139,42 +197,49 @@ class Pool:
         create = waited = False
         try:
             with self._lock:
-                while True:
-                    if self._closed:
-                        raise StoreClosed("the connection pool is closed")
-                    to_close.extend(self._sweep())
-                    while self._idle and conn is None:
-                        idle, _born, expires = self._idle.pop()  # LIFO: warmest cache first
-                        if time.monotonic() > expires:
-                            to_close.append(idle)
-                            self._stats.size -= 1
-                            self._stats.recycled += 1
-                        else:
-                            conn = idle
-                    if conn is None and self._stats.size < self.config.max_size:
-                        self._stats.size += 1
-                        create = True
-                    if conn is not None or create:
-                        self._stats.in_use += 1
-                        self._stats.checkouts += 1
-                        if conn is not None:
-                            self._out.add(id(conn))
-                        break
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        self._stats.timeouts += 1
-                        raise PoolTimeout(
-                            f"no database connection became free within {limit:g} s "
-                            f"(max_size={self.config.max_size}, all in use)"
-                        )
-                    if not waited:
-                        waited = True
-                        self._stats.waits += 1
-                    self._waiters += 1
-                    try:
+                # Counted before looking at the idle and parked connections, so a thread
+                # returning one either is seen here or sees this count and does not park it.
+                self._waiters += 1
+                try:
+                    while True:
+                        if self._closed:
+                            raise StoreClosed("the connection pool is closed")
+                        to_close.extend(self._sweep())
+                        while conn is None and (self._idle or self._parked):
+                            if self._idle:  # LIFO: warmest cache first
+                                idle, _born, expires = self._idle.pop()
+                            else:
+                                try:
+                                    idle, _born, expires = self._parked.popitem()[1]
+                                except KeyError:  # its thread took it back meanwhile
+                                    continue
+                            if time.monotonic() > expires:
+                                to_close.append(idle)
+                                self._stats.size -= 1
+                                self._stats.recycled += 1
+                            else:
+                                conn = idle
+                        if conn is None and self._stats.size < self.config.max_size:
+                            self._stats.size += 1
+                            create = True
+                        if conn is not None or create:
+                            self._stats.checkouts += 1
+                            if conn is not None:
+                                self._out.add(id(conn))
+                            break
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            self._stats.timeouts += 1
+                            raise PoolTimeout(
+                                f"no database connection became free within {limit:g} s "
+                                f"(max_size={self.config.max_size}, all in use)"
+                            )
+                        if not waited:
+                            waited = True
+                            self._stats.waits += 1
                         self._lock.wait(remaining)
-                    finally:
-                        self._waiters -= 1
+                finally:
+                    self._waiters -= 1
         finally:
             for old in to_close:
                 self._discard(old)
@@ -186,7 +251,6 @@ class Pool:
             except BaseException:
                 with self._lock:
                     self._stats.size -= 1
-                    self._stats.in_use -= 1
                     self._lock.notify()
                 raise
         elif self.config.test_on_checkout:
@@ -207,12 +271,29 @@ class Pool:
             broken = True
         key = id(conn)
         now = time.monotonic()
+        if (not broken and not self._waiters and not self._closed and not self._stale(now)
+                and not self.config.test_on_checkout and key in self._out):
+            # Park it for this thread (see __init__), unless it has one parked already.
+            tid = threading.get_ident()
+            parked = self._parked
+            born = self._born.get(key)
+            lifetime = self.config.max_lifetime
+            if (tid not in parked and born is not None
+                    and (lifetime is None or now - born <= lifetime)):
+                self._out.discard(key)
+                parked[tid] = (conn, born, self._expires(born, now))
+                if not self._waiters and not self._closed:
+                    return
+                # Someone started waiting (or the pool closed) meanwhile: hand it over
+                # through the locked path below, unless it has been taken already.
+                if parked.pop(tid, None) is None:
+                    return
+                self._out.add(key)
         with self._mutex:
             if key not in self._out:
                 raise ValueError("this connection is not checked out from this pool")
             self._out.discard(key)
             swept = self._sweep()
-            self._stats.in_use -= 1
             born = self._born.get(key, now)
             lifetime = self.config.max_lifetime
             if (broken or self._closed
@@ -222,7 +303,16 @@ class Pool:
                     self._stats.recycled += 1
                 discard = True
             else:
-                self._idle.append((conn, born, self._expires(born, now)))
+                item = (conn, born, self._expires(born, now))
+                if self._waiters or self.config.test_on_checkout:
+                    self._idle.append(item)
+                else:
+                    # the warmest connection is the one parked for this thread
+                    tid = threading.get_ident()
+                    older = self._parked.pop(tid, None)
+                    self._parked[tid] = item
+                    if older is not None:
+                        self._idle.append(older)
                 discard = False
             if self._waiters:
                 self._lock.notify()
@@ -246,7 +336,9 @@ class Pool:
         """A snapshot of the counters."""
         with self._lock:
             snap = attrs.evolve(self._stats)
-            snap.idle = len(self._idle)
+            snap.idle = len(self._idle) + len(self._parked)
+            snap.in_use = snap.size - snap.idle
+            snap.checkouts += next(copy.copy(self._fast_checkouts))
             return snap
 
     def close(self) -> None:
@@ -254,8 +346,13 @@ class Pool:
         with self._lock:
             self._closed = True
             idle = [c for c, _, _ in self._idle]
-            self._stats.size -= len(idle)
             self._idle.clear()
+            while True:
+                try:
+                    idle.append(self._parked.popitem()[1][0])
+                except KeyError:
+                    break
+            self._stats.size -= len(idle)
             self._lock.notify_all()
         for conn in idle:
             self._discard(conn)
@@ -274,14 +371,40 @@ class Pool:
         held). Cheap: it stops at the first one still fresh."""
         gone: list[sqlite3.Connection] = []
         idle = self._idle
-        if not idle:
-            return gone
         now = time.monotonic()
         while idle and now > idle[0][2]:
             gone.append(self._idle.popleft()[0])
             self._stats.size -= 1
             self._stats.recycled += 1
+        parked = self._parked
+        if parked:
+            for tid, item in list(parked.items()):  # one C call: a snapshot
+                if now <= item[2]:
+                    continue
+                got = parked.pop(tid, None)
+                if got is None:  # its thread (or a checkout) took it meanwhile
+                    continue
+                if got is not item and now <= got[2]:  # re-parked fresh: keep it
+                    if parked.setdefault(tid, got) is not got:
+                        idle.append(got)
+                    continue
+                gone.append(got[0])
+                self._stats.size -= 1
+                self._stats.recycled += 1
         return gone
+
+    def _stale(self, now: float) -> bool:
+        """Whether the least recently used idle connection has expired (a sweep is due)."""
+        try:
+            return bool(self._idle) and now > self._idle[0][2]
+        except IndexError:  # emptied meanwhile by another thread
+            return False
+
+    def _sweep_now(self) -> None:
+        with self._mutex:
+            gone = self._sweep()
+        for old in gone:
+            self._discard(old)
 
     def _expires(self, born: float, last_used: float) -> float:
         """When an idle connection born at ``born`` and returned at ``last_used`` expires."""
