@@ -29,7 +29,12 @@ means equality (``None`` means ``IS NULL``). Values are always bound, never put 
 
 class Repository(Protocol[E]):
     """Typed access to one entity's table. Every method is atomic; inside
-    :meth:`hive_store.Store.transaction` it joins that transaction."""
+    :meth:`hive_store.Store.transaction` it joins that transaction.
+
+    Optional: ``get_nowait(key) -> E | None``, :meth:`get` if it can run at once without
+    waiting (for a connection, a lock) and ``None`` otherwise; :mod:`hive_store.aio` serves
+    point reads on the event loop through it when a repository has it.
+    """
 
     def get(self, key: Any) -> E:
         """The entity with primary key ``key``; raises :class:`hive_store.NotFound`."""

@@ -1,4 +1,5 @@
-"""The asyncio façade: same API, never blocks the loop, cancellation never half-applies."""
+"""The asyncio façade: same API, blocking work off the loop (point reads inline only when they
+cannot wait), cancellation never half-applies."""
 
 from __future__ import annotations
 
@@ -53,6 +54,87 @@ def test_calls_run_off_the_event_loop_thread(db_path: Path) -> None:
         store.sync.__dict__["users"] = orig.__self__
         await store.close()
         assert seen and loop_thread not in seen
+
+    run(main())
+
+
+def spy_threads(store: hive_store.aio.AsyncStore) -> tuple[list[int], list[int]]:
+    """Record the threads that run the users repository's get and get_nowait."""
+    repo = store.sync.users
+    threads: tuple[list[int], list[int]] = ([], [])
+    get, nowait = repo.get, repo.get_nowait
+
+    def spy_get(key: object) -> object:
+        threads[0].append(threading.get_ident())
+        return get(key)
+
+    def spy_nowait(key: object) -> object:
+        threads[1].append(threading.get_ident())
+        return nowait(key)
+
+    store.sync.__dict__["users"] = type("R", (), {"get": staticmethod(spy_get),
+                                                  "get_nowait": staticmethod(spy_nowait)})()
+    store._repos.clear()
+    return threads
+
+
+def test_point_reads_run_inline_only_when_they_cannot_wait(db_path: Path) -> None:
+    async def main() -> None:
+        store = await hive_store.aio.open(f"sqlite://{db_path}", max_size=1)
+        user = await store.users.add(User(email="a@b.c"))
+        loop_thread = threading.get_ident()
+        via_thread, inline = spy_threads(store)
+        assert await store.users.get(user.id) == user  # a connection is idle: on the loop
+        assert inline == [loop_thread] and via_thread == []
+        with pytest.raises(hive_store.NotFound):
+            await store.users.get("missing")  # answered inline too
+
+        # The only connection is busy in a worker: the read waits in a thread, not the loop.
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with store.sync.backend.connection():
+                holding.set()
+                release.wait(10)
+
+        held = asyncio.get_running_loop().run_in_executor(None, hold)
+        await asyncio.get_running_loop().run_in_executor(None, holding.wait, 10)
+        pending = asyncio.ensure_future(store.users.get(user.id))
+        await asyncio.sleep(0.05)
+        assert not pending.done()  # the loop is free meanwhile
+        release.set()
+        assert await pending == user and len(via_thread) == 1 and via_thread[0] != loop_thread
+        await held
+        await store.close()
+
+    run(main())
+
+
+def test_reads_inside_a_transaction_see_its_writes(db_path: Path) -> None:
+    async def main() -> None:
+        async with await hive_store.aio.open(f"sqlite://{db_path}") as store:
+            loop_thread = threading.get_ident()
+            async with store.transaction():
+                await store.users.add(User(id="new"))
+                via_thread, inline = spy_threads(store)
+                assert (await store.users.get("new")).id == "new"  # on the transaction's thread
+                assert inline == [] and via_thread and loop_thread not in via_thread
+            store.sync.__dict__["users"] = store.sync.backend.repository(
+                store.sync.codec(User))
+            store._repos.clear()
+            assert (await store.users.get("new")).id == "new"
+
+    run(main())
+
+
+def test_inline_reads_can_be_turned_off(db_path: Path) -> None:
+    async def main() -> None:
+        store = await hive_store.aio.open(f"sqlite://{db_path}", inline_reads=False)
+        user = await store.users.add(User())
+        via_thread, inline = spy_threads(store)
+        assert await store.users.get(user.id) == user
+        assert inline == [] and via_thread and threading.get_ident() not in via_thread
+        await store.close()
 
     run(main())
 

@@ -74,6 +74,10 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+WOULD_BLOCK: Any = object()
+"""What :meth:`SQLiteBackend.fetch_nowait` returns instead of waiting."""
+
+
 @attrs.define
 class _Tx:
     conn: sqlite3.Connection
@@ -146,7 +150,7 @@ class SQLiteBackend:
             conn = sqlite3.connect(
                 self._target, isolation_level=None, check_same_thread=False,
                 timeout=self.options.busy_timeout, uri=self.memory,
-                cached_statements=self.options.cached_statements,
+                cached_statements=self.options.cached_statements, factory=_Connection,
             )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open {self._target}: {exc}") from None
@@ -242,6 +246,26 @@ class SQLiteBackend:
             raise StoreClosed("the store is closed")
         pool = self.pool
         conn = pool.checkout()
+        try:
+            result = _fetch(conn, sql, params, one, factory)
+        except BaseException:
+            pool.checkin(conn, broken=_broken(conn))
+            raise
+        pool.checkin(conn)
+        return result
+
+    def fetch_nowait(self, sql: str, params: Sequence[Any], *, one: bool = False,
+                     factory: Callable[[Any, Any], Any] | None = None) -> Any:
+        """:meth:`fetch` on an idle pooled connection, or :data:`WOULD_BLOCK` when it would
+        have to wait for one (or open one) or the thread is inside a transaction."""
+        local = self._local
+        if (getattr(local, "tx", None) is not None or getattr(local, "held", None) is not None
+                or self._closed):
+            return WOULD_BLOCK
+        pool = self.pool
+        conn = pool.try_checkout()
+        if conn is None:
+            return WOULD_BLOCK
         try:
             result = _fetch(conn, sql, params, one, factory)
         except BaseException:
@@ -494,17 +518,28 @@ class SQLiteBackend:
             self._keeper = None
 
 
+class _Connection(sqlite3.Connection):
+    """A pooled connection: a ``sqlite3.Connection`` that keeps one cursor for
+    :meth:`SQLiteBackend.fetch` (reads that fetch every row, so the cursor is always reset
+    when they return and never holds a read snapshot open)."""
+
+    reader: sqlite3.Cursor | None = None
+
+
 def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any], one: bool,
            factory: Callable[[Any, Any], Any] | None) -> Any:
-    if factory is None:
-        cur = conn.execute(sql, params)
-    else:
+    cur: sqlite3.Cursor | None = getattr(conn, "reader", None)
+    if cur is None:
         cur = conn.cursor()
-        cur.row_factory = factory
-        cur.execute(sql, params)
-    result = cur.fetchone() if one else cur.fetchall()
-    cur.close()
-    return result
+        if isinstance(conn, _Connection):
+            conn.reader = cur
+    cur.row_factory = factory
+    # fetchall even for one row: stepping to the end resets the statement (a half-read one
+    # would keep the connection's read transaction, and its snapshot, open).
+    rows = cur.execute(sql, params).fetchall()
+    if one:
+        return rows[0] if rows else None
+    return rows
 
 
 def _broken(conn: sqlite3.Connection) -> bool:

@@ -10,7 +10,7 @@ from hive_store._converters import EntityCodec
 from hive_store.backend import LOOKUPS, OrderBy
 from hive_store.changes import Change, Op
 from hive_store.errors import NotFound, ValidationError
-from hive_store_sqlite.backend import SQLiteBackend, quote, translate_error
+from hive_store_sqlite.backend import WOULD_BLOCK, SQLiteBackend, quote, translate_error
 
 E = TypeVar("E")
 
@@ -56,6 +56,9 @@ class SQLiteRepository(Generic[E]):
         self._sql_delete = f"DELETE FROM {self._table} WHERE {self._pk} = ?"
         self._non_pk = [i for i, n in enumerate(c.columns) if n != c.pk]
         self._what_add = f"adding {c.name}"
+        pk_field = c.field(c.pk)
+        self._pk_type: type | None = (
+            {"str": str, "int": int}.get(pk_field.kind) if pk_field.enum_type is None else None)
 
     def __repr__(self) -> str:
         return f"<Repository {self.codec.name} ({self.codec.table})>"
@@ -63,6 +66,10 @@ class SQLiteRepository(Generic[E]):
     # -- reads ------------------------------------------------------------------------------------
 
     def _key(self, key: Any) -> Any:
+        cls = key.__class__
+        if cls is self._pk_type and ((cls is str and key.isascii())
+                                     or (cls is int and -_INT_MAX - 1 <= key <= _INT_MAX)):
+            return key  # the common case, already the stored form
         return self.codec.to_sql(self.codec.pk, key)
 
     def get(self, key: Any) -> E:
@@ -72,6 +79,21 @@ class SQLiteRepository(Generic[E]):
                                         factory=self.codec.row_factory)
         except sqlite3.Error as exc:
             raise translate_error(exc, f"reading {self.codec.table}") from None
+        if entity is None:
+            raise NotFound(self.codec.name, key)
+        return entity  # type: ignore[no-any-return]
+
+    def get_nowait(self, key: Any) -> E | None:
+        """:meth:`get` if it can run without waiting for a connection, else ``None`` (the
+        asyncio façade uses it to serve point reads on the event loop)."""
+        sql_key = self._key(key)
+        try:
+            entity = self.backend.fetch_nowait(self._sql_get, (sql_key,), one=True,
+                                               factory=self.codec.row_factory)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"reading {self.codec.table}") from None
+        if entity is WOULD_BLOCK:
+            return None
         if entity is None:
             raise NotFound(self.codec.name, key)
         return entity  # type: ignore[no-any-return]
