@@ -92,11 +92,31 @@ def _normalise(dist: str | None) -> str | None:
     return dist.lower().replace("_", "-") if dist else None
 
 
+class _Manager(pluggy.PluginManager):
+    """pluggy's manager, counting registrations (``generation``) so that facts derived from
+    the registered hook implementations can be cached until the next change."""
+
+    generation = 0
+
+    def register(self, plugin: Any, name: str | None = None) -> str | None:
+        try:
+            return super().register(plugin, name)
+        finally:
+            self.generation += 1
+
+    def unregister(self, plugin: Any = None, name: str | None = None) -> Any:
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            self.generation += 1
+
+
 class Plugins:
     """The plugin manager façade: one typed method per hook."""
 
     def __init__(self, *, entry_points: bool = True) -> None:
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm: pluggy.PluginManager = _Manager(hookspecs.PROJECT)
+        self._commit_impls: tuple[int, list[Any], list[Any]] = (-1, [], [])
         self.pm.add_hookspecs(hookspecs)
         self._entry_points = entry_points
         self._loaded = False
@@ -269,9 +289,16 @@ class Plugins:
         surfaces there)."""
         if not self._loaded:
             self.ensure_loaded()
-        hook = self.pm.hook
-        return (_listens(hook.hive_store_before_commit.get_hookimpls(), store),
-                _listens(hook.hive_store_after_commit.get_hookimpls(), store))
+        generation = getattr(self.pm, "generation", None)
+        cached, before, after = self._commit_impls
+        if generation is None or generation != cached:
+            hook = self.pm.hook
+            before = hook.hive_store_before_commit.get_hookimpls()
+            after = hook.hive_store_after_commit.get_hookimpls()
+            if generation is not None:
+                self._commit_impls = (generation, before, after)
+        return (bool(before) and _listens(before, store),
+                bool(after) and _listens(after, store))
 
     def after_commit(self, store: Store, changes: Sequence[Change]) -> None:
         self.ensure_loaded()
