@@ -1127,7 +1127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--only", metavar="SCENARIO",
                         help="comma-separated scenario keys: add_many, sqlite_utils, add, get, "
-                             "find, iter, concurrency, async_get, record_consensus")
+                             "find, iter, concurrency, async_get, async_get_threads, "
+                             "record_consensus")
     parser.add_argument("--repeats", type=int, help="override the number of repeats")
     parser.add_argument("--tmpdir", help="where the database files go (default: the system "
                                          "temp dir; use a disk, not tmpfs, for real numbers)")
