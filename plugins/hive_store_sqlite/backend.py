@@ -245,7 +245,7 @@ class SQLiteBackend:
         if self._closed:
             raise StoreClosed("the store is closed")
         pool = self.pool
-        conn = pool.checkout()
+        conn = pool.try_checkout() or pool.checkout()
         try:
             result = _fetch(conn, sql, params, one, factory)
         except BaseException:

@@ -153,7 +153,8 @@ class Pool:
             if not self._closed and now <= expires:
                 self._out.add(id(conn))
                 next(self._fast_checkouts)
-                if self._stale(now):
+                idle = self._idle
+                if idle and self._stale(now):
                     self._sweep_now()
                 return conn
             with self._mutex:  # expired (or the pool closed): it goes
@@ -271,17 +272,23 @@ class Pool:
             broken = True
         key = id(conn)
         now = time.monotonic()
-        if (not broken and not self._waiters and not self._closed and not self._stale(now)
+        if (not broken and not self._waiters and not self._closed
+                and not (self._idle and self._stale(now))
                 and not self.config.test_on_checkout and key in self._out):
             # Park it for this thread (see __init__), unless it has one parked already.
             tid = threading.get_ident()
             parked = self._parked
             born = self._born.get(key)
-            lifetime = self.config.max_lifetime
+            cfg = self.config
+            lifetime = cfg.max_lifetime
             if (tid not in parked and born is not None
                     and (lifetime is None or now - born <= lifetime)):
                 self._out.discard(key)
-                parked[tid] = (conn, born, self._expires(born, now))
+                idle_timeout = cfg.idle_timeout
+                expires = math.inf if idle_timeout is None else now + idle_timeout
+                if lifetime is not None:
+                    expires = min(expires, born + lifetime)
+                parked[tid] = (conn, born, expires)
                 if not self._waiters and not self._closed:
                     return
                 # Someone started waiting (or the pool closed) meanwhile: hand it over
