@@ -9,7 +9,7 @@ Importing this package loads no plugin; plugins load on first use.
 """
 
 from hive_store import entities
-from hive_store.changes import Change, Op
+from hive_store.changes import Change, Changes, Op
 from hive_store.entities import ContextType, EventType, Stage, ThreadType
 from hive_store.errors import (
     ConfigurationError,
@@ -34,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Change",
+    "Changes",
     "ConfigurationError",
     "Conflict",
     "ConsensusRun",

@@ -156,7 +156,9 @@ def hive_store_before_commit(store: Store, connection: Any, changes: Sequence[Ch
 
     :param store: the store
     :param connection: the transaction's native connection (write through it, not the store)
-    :param changes: the changes of the transaction, in order
+    :param changes: the changes of the transaction, in order: a :class:`hive_store.Changes`
+        (a sequence of :class:`hive_store.Change`, built on first use; its ``tables``, the
+        tables written, costs nothing per row)
     """
 
 
@@ -169,7 +171,8 @@ def hive_store_after_commit(store: Store, changes: Sequence[Change]) -> None:
     matters for some stores.
 
     :param store: the store
-    :param changes: the committed changes, in order
+    :param changes: the committed changes, in order (a :class:`hive_store.Changes`, as for
+        ``hive_store_before_commit``)
     """
 
 

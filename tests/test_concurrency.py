@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -466,6 +467,41 @@ def test_single_writes_without_a_before_commit_listener(db_path: Path) -> None:
     assert spy.after == [(ins(c),), (Change(Op.INSERT, "activity_log", a.id, a),),
                          (Change(Op.UPSERT, "messages", m.id, m),),
                          (Change(Op.DELETE, "messages", m.id, None),), (ins(c2),)]
+
+
+class TablesOnly:
+    def __init__(self) -> None:
+        self.tables: list[frozenset[str]] = []
+
+    @hive_store.hookimpl
+    def hive_store_after_commit(self, changes: Any) -> None:
+        self.tables.append(changes.tables)
+
+
+def test_batch_changes_are_built_only_if_a_listener_reads_them(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hive_store.changes import Batch
+
+    expanded: list[int] = []
+    real = Batch.expand
+    monkeypatch.setattr(Batch, "expand", lambda self: expanded.append(1) or real(self))
+    tables, after = TablesOnly(), AfterOnly()
+    with hive_store.open(f"sqlite://{db_path}", plugins=isolated_plugins(tables)) as s:
+        c = s.conversations.add(Conversation())
+        ms = s.messages.add_many([Message(conversation_id=c.id, role="user", content=str(i))
+                                  for i in range(50)])
+        assert tables.tables == [frozenset({"conversations"}), frozenset({"messages"})]
+        assert expanded == []  # nobody read the rows: no Change objects were made
+        s.plugins.register(after, name="after")
+        with s.transaction():
+            s.messages.add_many(ms2 := [Message(conversation_id=c.id, role="user",
+                                                content="x")])
+            s.conversations.update(c.id, total_cost=2.0)
+    assert expanded == [1]
+    assert after.after == [(*map(ins, ms2), Change(Op.UPDATE, "conversations", c.id,
+                                                   attrs.evolve(c, total_cost=2.0)))]
+    assert tables.tables[-1] == frozenset({"messages", "conversations"})
+    assert len(ms) == 50
 
 
 class OnlyFor:

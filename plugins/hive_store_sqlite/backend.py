@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from hive_store.backend import CommitListener
-from hive_store.changes import Change
+from hive_store.changes import Batch, Change, Changes, Op
 from hive_store.errors import (
     Conflict,
     CorruptDatabase,
@@ -84,7 +84,7 @@ class _Tx:
     before: bool = False  # someone listens before commit
     after: bool = False  # someone listens after commit
     depth: int = 0
-    changes: list[Change] = attrs.field(factory=list)
+    changes: list[Change | Batch] = attrs.field(factory=list)
 
 
 class SQLiteBackend:
@@ -293,6 +293,16 @@ class SQLiteBackend:
         tx: _Tx | None = getattr(self._local, "tx", None)
         return tx is not None and (tx.before or tx.after)
 
+    def record_many(self, op: Op, table: str, key_of: Callable[[Any], Any],
+                    entities: Sequence[Any]) -> None:
+        """Record many rows written together: one entry, expanded into :class:`Change`
+        records only if a listener reads them."""
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        if tx is None:
+            raise RuntimeError("record_many() outside a transaction")
+        if tx.before or tx.after:
+            tx.changes.append(Batch(op, table, key_of, entities))
+
     def write(self, sql: str, params: Sequence[Any], what: str,
               change: Callable[[sqlite3.Cursor], Change | None] | None = None) -> sqlite3.Cursor:
         """Run one write statement: in the thread's transaction if there is one, else
@@ -354,7 +364,7 @@ class SQLiteBackend:
         if after and change is not None and listener is not None:
             made = change(cur)
             if made is not None:
-                listener.after_commit((made,))
+                listener.after_commit(Changes((made,)))
         return cur
 
     @contextlib.contextmanager
@@ -395,7 +405,7 @@ class SQLiteBackend:
                 try:
                     yield conn
                     if tx.changes and before and listener is not None:
-                        listener.before_commit(conn, tx.changes)
+                        listener.before_commit(conn, Changes(tx.changes))
                     conn.execute("COMMIT")
                 except BaseException as exc:
                     if conn.in_transaction:
@@ -420,7 +430,7 @@ class SQLiteBackend:
         finally:
             self._write_lock.release()
         if tx.changes and tx.after and self._listener is not None:
-            self._listener.after_commit(tuple(tx.changes))
+            self._listener.after_commit(Changes(tx.changes))
 
     def _savepoint(self, tx: _Tx) -> Iterator[sqlite3.Connection]:
         name = f"hive_store_sp{tx.depth}"

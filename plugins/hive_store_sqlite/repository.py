@@ -300,10 +300,7 @@ class SQLiteRepository(Generic[E]):
                 else:
                     conn.executemany(self._sql_insert, rows)
                     stored = items
-                if backend.recording():
-                    table, key_of, record = self.codec.table, self.codec.key_of, backend.record
-                    for e in stored:
-                        record(Change(Op.INSERT, table, key_of(e), e))
+                backend.record_many(Op.INSERT, self.codec.table, self.codec.key_of, stored)
         except sqlite3.Error as exc:
             raise translate_error(exc, what) from None
         return stored
