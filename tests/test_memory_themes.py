@@ -55,8 +55,9 @@ def test_clustering_is_deterministic_and_incremental_equals_recluster(
     snaps = []
     for _ in range(2):
         with hive_store.open(":memory:") as store:
-            for batch in entities:  # one post-commit assignment per batch
+            for batch in entities:  # the indexer assigns after each commit, or several
                 store.knowledge_conversations.add_many(batch)
+            assert store.memory.wait_idle(timeout=60)
             incremental = snapshot(store)
             report = store.memory.recluster()
             assert report.entries == sum(len(b) for b in entities)
@@ -160,6 +161,7 @@ def test_recluster_rewrites_theme_topics_only(mem_store: hive_store.Store) -> No
         conversation_id=conv.id, topic="hand_written"))
     mem_store.knowledge_conversations.add(knowledge("python asyncio", "event loop tasks",
                                                     conversation_id=conv.id))
+    mem_store.memory.flush()  # tags come with the theme, after the commit
     before = sorted(t.topic for t in mem_store.conversation_topics.find(conversation_id=conv.id))
     mem_store.memory.recluster(threshold=0.5)
     after = sorted(t.topic for t in mem_store.conversation_topics.find(conversation_id=conv.id))
@@ -226,7 +228,8 @@ def test_an_embedder_plugin_replaces_tfidf(db_path: Path) -> None:
         assert s.memory.embedder is fake
         assert s.memory.active_space == "embedder:fake-colours"
         s.knowledge_conversations.add_many(rows)
-        assert fake.calls and len(fake.calls[0]) == 5  # one call for the commit
+        assert s.memory.wait_idle(timeout=60)
+        assert fake.calls and len(fake.calls[0]) == 5  # one call for the commit's entries
         groups = sorted(sorted(e.question for e, _ in s.memory.members(t.id))
                         for t in s.memory.themes())
         assert groups == [["a red apple", "a red car"], ["green grass"],
@@ -274,7 +277,9 @@ def test_a_broken_embedder(caplog: pytest.LogCaptureFixture) -> None:
     with hive_store.open(":memory:", plugins=plugins_with(EmbedderPlugin(Short()))) as store:
         with caplog.at_level(logging.ERROR, logger="hive_store"):
             k = store.knowledge_conversations.add(knowledge("red", "x"))  # committed anyway
+            assert not store.memory.wait_idle(timeout=60)  # the indexer's theme step failed
         assert store.knowledge_conversations.get(k.id) == k
+        assert "returned 0 vectors" in (store.memory.last_error or "")
         assert any("returned 0 vectors for 1 texts" in r.getMessage() or
                    "returned 0 vectors" in str(r.exc_info[1]) for r in caplog.records
                    if r.exc_info)

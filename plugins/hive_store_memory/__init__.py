@@ -17,25 +17,32 @@ What it adds to a database (migration set ``hive_store_memory``, all names prefi
 
 * a contentless FTS5 index of ``knowledge_conversations`` (question; answer and source of
   truth), ``curator_truths`` (topic summary; output), ``consensus_facts`` (source question;
-  content) and ``messages`` (content). Triggers record every change (also when another
-  program, such as the Hive apps, writes the tables, and through ``INSERT OR REPLACE``) and the
-  plugin applies them to the index inside the same transaction, before it commits; rows
-  written by other programs are indexed on the next hive-store write or search. Existing rows
-  are indexed by the migration (see :mod:`hive_store_memory.index`);
+  content) and ``messages`` (content). Triggers append every change to a log (also when
+  another program, such as the Hive apps, writes the tables, and through ``INSERT OR
+  REPLACE``): that is all a write pays. A background thread per open store
+  (:mod:`hive_store_memory.indexer`), woken after each commit that touched these tables,
+  applies the log to the index in short transactions of its own; every read through the
+  plugin applies what is left first, so a caller finds what it committed. Existing rows are
+  indexed by the migration (see :mod:`hive_store_memory.index`);
 * themes (``hive_store_memory_themes``: name, keywords, centroid, member count, last activity)
   and memberships with a score (``hive_store_memory_members``); conversations are tagged in
   Hive's ``conversation_topics`` with ``theme:<name>`` and Hive's hierarchy topics
   (``programming:python`` …).
 
-New knowledge entries join a theme on the post-commit event (``HIVE_STORE_MEMORY_AUTO_ASSIGN=0``
-turns that off, e.g. for a bulk import; ``store.memory.assign()`` or ``recluster`` catch up).
+New knowledge entries join a theme when the indexer has indexed them, after the commit
+(``HIVE_STORE_MEMORY_AUTO_ASSIGN=0`` turns that off, e.g. for a bulk import;
+``store.memory.assign()`` or ``recluster`` catch up). ``store.memory.wait_idle()`` waits for the
+indexer; ``store.memory.flush()`` catches up in the calling thread.
+``HIVE_STORE_MEMORY_POLL`` (seconds, default 5, ``0`` = never) is how often the indexer looks
+for changes other programs logged.
 
 Command line: ``hive-store memory search "…" [--json] [--limit N] [--kind T] [--since T]
 [--advanced]``, ``themes [--json]``, ``context "…"``, ``status``, ``reindex``,
 ``recluster [--threshold X]``.
 
-A health check (``memory_index``) warns when the index and the tables differ (e.g. triggers
-dropped by a table rebuild; ``reindex`` restores them) or the themes need ``recluster``.
+A health check (``memory_index``) catches up, then warns when that failed (the indexer's error),
+when the index and the tables differ (e.g. triggers dropped by a table rebuild; ``reindex``
+restores them) or the themes need ``recluster``.
 """
 
 from __future__ import annotations
@@ -45,15 +52,16 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from hive_store.changes import Change, Op
-from hive_store.errors import ConfigurationError
+from hive_store.changes import Change
+from hive_store.errors import ConfigurationError, HiveStoreError
 from hive_store.health import HealthResult
-from hive_store.hookspecs import hookimpl
+from hive_store.hookspecs import hookimpl, listens_when
 from hive_store.migrations import MigrationSet
 from hive_store.store import Store
 from hive_store_memory.clustering import ClusterParams, Embedder
 from hive_store_memory.hookspecs import add_hookspecs
-from hive_store_memory.index import KINDS, IndexStatus, SearchHit, flush, has_pending
+from hive_store_memory.index import KINDS, IndexStatus, SearchHit, SearchResults, has_pending
+from hive_store_memory.indexer import Indexer
 from hive_store_memory.memory import ContextItem, Memory, MemoryContext, ReclusterReport, Theme
 from hive_store_memory.text import FollowUp, detect_follow_up, topics_for
 
@@ -64,10 +72,12 @@ __all__ = [
     "Embedder",
     "FollowUp",
     "IndexStatus",
+    "Indexer",
     "Memory",
     "MemoryContext",
     "ReclusterReport",
     "SearchHit",
+    "SearchResults",
     "Theme",
     "add_hookspecs",
     "detect_follow_up",
@@ -77,6 +87,7 @@ __all__ = [
 ]
 
 NAMESPACE = "hive_store_memory"
+DEFAULT_POLL = 5.0
 log = logging.getLogger("hive_store.memory")
 _set: MigrationSet | None = None
 
@@ -106,6 +117,21 @@ def _auto_assign() -> bool:
         "0", "false", "no", "off")
 
 
+def _poll_interval() -> float | None:
+    raw = os.environ.get("HIVE_STORE_MEMORY_POLL", "").strip().lower()
+    if not raw:
+        return DEFAULT_POLL
+    if raw in ("0", "off", "no", "false", "never"):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        log.warning("memory: HIVE_STORE_MEMORY_POLL=%r is not a number of seconds; using %s",
+                    raw, DEFAULT_POLL)
+        return DEFAULT_POLL
+    return value if value > 0 and value < 1e9 else None
+
+
 def _embedder(store: Store) -> Embedder | None:
     try:
         result: Embedder | None = store.plugins.pm.hook.hive_store_memory_embedder(store=store)
@@ -128,34 +154,45 @@ def hive_store_store_opened(store: Store) -> None:
     if getattr(store.backend, "dialect", None) != "sqlite":
         return
     add_hookspecs(store.plugins)
-    store.__dict__["memory"] = Memory(store, embedder=_embedder(store),
-                                      auto_assign=_auto_assign())
+    memory = Memory(store, embedder=_embedder(store), auto_assign=_auto_assign())
+    store.__dict__["memory"] = memory
+    with store.backend.connection() as conn:
+        if not memory.installed(conn):
+            return  # not migrated to the plugin's latest schema: its reads say so
+        waiting = has_pending(conn)  # e.g. rows other programs wrote while it was closed
+    memory.indexer = Indexer(memory, poll_interval=_poll_interval()).start()
+    if waiting:
+        memory.wake()
 
 
 @hookimpl
 def hive_store_store_closing(store: Store) -> None:
     memory = store.__dict__.pop("memory", None)
     if isinstance(memory, Memory):
-        memory.close()
+        memory.close()  # stops and joins the indexer thread
 
 
-@hookimpl
-def hive_store_before_commit(store: Store, connection: Any, changes: Sequence[Change]) -> None:
-    # Index this transaction's rows in it: the commit carries the rows and their index.
+def _indexing(store: Store) -> bool:
     memory = store.__dict__.get("memory")
-    if isinstance(memory, Memory) and memory.installed(connection) and has_pending(connection):
-        flush(connection)
+    return memory is not None and memory.indexer is not None
 
 
 @hookimpl
+@listens_when(_indexing)
 def hive_store_after_commit(store: Store, changes: Sequence[Change]) -> None:
+    # Only a note and a wake-up: the indexer applies the log in its own thread and
+    # transactions, and waits for a pause in the writes before it does.
     memory = store.__dict__.get("memory")
-    if not isinstance(memory, Memory) or not memory.auto_assign or store.closed:
+    indexer = memory.indexer if memory is not None else None
+    if indexer is None:
         return
-    keys = [c.key for c in changes if c.table == "knowledge_conversations"
-            and c.op in (Op.INSERT, Op.UPSERT, Op.UPDATE)]
-    if keys:
-        memory.assign(keys)
+    tables = getattr(changes, "tables", None)  # hive_store.Changes: nothing per row
+    if tables is None:
+        tables = {change.table for change in changes}
+    indexer.committed(not _INDEXED.isdisjoint(tables))
+
+
+_INDEXED = frozenset(KINDS)
 
 
 @hookimpl
@@ -171,12 +208,26 @@ def hive_store_register_health_checks() -> Sequence[Any]:
 
 
 def check_memory_index(store: Store) -> list[HealthResult]:
-    """``memory_index``: the full-text index against the tables, and the themes."""
+    """``memory_index``: catches up, then the full-text index against the tables, and the
+    themes."""
     memory = store.__dict__.get("memory")
     if not isinstance(memory, Memory):
         return []
-    st = memory.status()
+    try:
+        memory.flush()
+        caught_up = None
+    except ConfigurationError:
+        raise
+    except HiveStoreError as exc:
+        caught_up = f"{type(exc).__name__}: {exc}"
+    st = memory.status(flush=False)
     details = st.to_dict()
+    if caught_up is not None:
+        what = ("the database is read-only" if memory.read_only
+                else f"the indexer cannot catch up ({caught_up})")
+        return [HealthResult(name="memory_index", status="warn", details=details,
+                             message=f"{what}: {st.pending} logged changes are not searchable "
+                                     "yet")]
     if not st.in_step:
         problems = []
         if st.missing_triggers:
@@ -193,11 +244,11 @@ def check_memory_index(store: Store) -> list[HealthResult]:
                              message=f"themes were built with {st.space}, the active space is "
                                      f"{st.active_space}: run `hive-store memory recluster`")]
     if st.unassigned:
+        failed = (f" (last failure, {memory.last_failure[0]}: {memory.last_failure[1]})"
+                  if memory.last_failure else "")
         return [HealthResult(name="memory_index", status="warn", details=details,
                              message=f"{st.unassigned} knowledge entries have no theme: run "
-                                     "`hive-store memory recluster`")]
+                                     f"`hive-store memory recluster`{failed}")]
     total = sum(st.documents.values())
-    waiting = (f", {st.pending} waiting (written by another program; indexed on the next "
-               "write or search)" if st.pending else "")
     return [HealthResult(name="memory_index", status="ok", details=details,
-                         message=f"{total} documents{waiting}, {st.themes} themes")]
+                         message=f"{total} documents, {st.themes} themes")]

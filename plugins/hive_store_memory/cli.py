@@ -201,7 +201,8 @@ def context(obj: CLIContext, question: str, now: str | None, conversation_id: st
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @pass_ctx
 def status(obj: CLIContext, as_json: bool) -> None:
-    """Rows, indexed documents, missing triggers, themes and unassigned entries."""
+    """Rows, indexed documents, missing triggers, themes and unassigned entries (after
+    applying the changes the background indexer has not applied yet)."""
     from hive_store_memory import memory_of
 
     with obj.open() as store:
@@ -214,6 +215,10 @@ def status(obj: CLIContext, as_json: bool) -> None:
                       f"{st.documents.get(kind, 0)} documents")
         con.print(f"{'index':>24}: {st.indexed} documents "
                   + ("(in step)" if st.in_step else "[yellow](differs: run reindex)[/]"))
+        if st.pending:
+            why = ("the database is read-only" if st.indexer.get("read_only")
+                   else st.indexer.get("last_error") or "the indexer is behind")
+            con.print(f"[yellow]{st.pending} logged changes not indexed yet ({why})[/]")
         if st.missing_triggers:
             con.print(f"[yellow]missing triggers: {', '.join(st.missing_triggers)}[/]")
         con.print(f"{'themes':>24}: {st.themes} ({st.space or st.active_space}), "

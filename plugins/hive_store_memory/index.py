@@ -4,17 +4,32 @@ rebuild and status.
 The index (``hive_store_memory_fts``) is a *contentless* FTS5 table: the text stays in the Hive
 tables, the index holds only the tokens. Every row of ``knowledge_conversations``,
 ``curator_truths``, ``consensus_facts`` and ``messages`` is a document of
-``hive_store_memory_docs``, kept exact by triggers from the plugin's migration
-(``migrations/0001_memory.sql``), which also record in ``hive_store_memory_pending`` what the
-index must forget (the text it indexed) and what it must (re)index. :func:`flush` applies that
-in a few set-based statements; the plugin runs it inside each write transaction just before it
-commits (``hive_store_before_commit``), and before a search (rows written by other programs).
+``hive_store_memory_docs``; its ``doc_id`` is the document's rowid in the index.
+
+Keeping it in step is split in two, so that writes do not pay for tokenizing:
+
+* **On the commit path**, triggers (``migrations/0002_deferred_index.sql``) append one row per
+  changed row to ``hive_store_memory_log``: the table, the key, and the row's indexed text
+  *before* the change where there was a row (a contentless index forgets a document only when
+  given the text it indexed). That is all a write costs; it holds for writes by other programs
+  (the Hive apps) too.
+* **After the commit**, :func:`apply_log` turns the oldest log rows into documents and index
+  entries, in one short transaction: it forgets the text each changed document was indexed
+  with, indexes the rows' current text in one set-based statement (FTS5 writes one segment per
+  statement) and deletes the log rows it applied. The plugin's background indexer
+  (:mod:`hive_store_memory.indexer`) runs it in batches after each commit that touched an
+  indexed table; reads through the plugin run it first (read your writes).
+
+Which logged text the index holds for a document: that of its first log row, unless the
+document has a mark in ``hive_store_memory_marks`` (it was indexed while later log rows for it
+were still waiting: its indexed text already includes every change up to the mark); then that
+of its first log row after the mark.
 
 Why not external content over a view: a view naming core tables makes SQLite refuse the
 core's table rebuilds (``ALTER TABLE … RENAME`` checks every view). Why not the tables' rowids:
 ``VACUUM`` renumbers the implicit rowids of tables with TEXT primary keys. Why not write FTS5
-from the triggers: FTS5 flushes its buffer at every statement savepoint, so each row of an
-``executemany`` would become an index segment of its own (about 3x the cost of the flush).
+from the triggers: that is tokenizing on the commit path again, and FTS5 flushes its buffer at
+every statement savepoint, so each row of an ``executemany`` would become an index segment.
 
 Snippets need the text, so they are made by FTS5 itself on a private ``temp`` table holding
 just the hits of one query (the same tokenizer, the same query): highlights are exactly what
@@ -36,8 +51,11 @@ from hive_store.entities import ConsensusFact, CuratorTruth, KnowledgeConversati
 PREFIX = "hive_store_memory"
 DOCS = f"{PREFIX}_docs"
 FTS = f"{PREFIX}_fts"
-STASH = f"{PREFIX}_stash"
-PENDING = f"{PREFIX}_pending"
+LOG = f"{PREFIX}_log"
+MARKS = f"{PREFIX}_marks"
+BATCH = f"{PREFIX}_batch"  # temp: the documents of one apply_log batch
+META = f"{PREFIX}_meta"
+FRONTIER = "assign_from"  # meta: knowledge documents above this number wait for a theme
 SNIPPETS = f"{PREFIX}_snippets"
 TOKENIZE = "porter unicode61 remove_diacritics 2"
 
@@ -82,7 +100,8 @@ SOURCE_BY_TABLE = {s.table: s for s in SOURCES}
 KINDS: tuple[str, ...] = tuple(s.table for s in SOURCES)
 KNOWLEDGE = "knowledge_conversations"
 TRIGGERS: tuple[str, ...] = (
-    *(f"{PREFIX}_{s.short}_{op}" for s in SOURCES for op in ("bi", "ai", "au", "ad")),
+    *(f"{PREFIX}_{s.short}_{op}" for s in SOURCES
+      for op in (("bi", "ai", "au", "ad") if s.table == "curator_truths" else ("bi", "au", "ad"))),
     f"{PREFIX}_docs_ad", f"{PREFIX}_members_ad",
 )
 
@@ -182,6 +201,22 @@ class SearchHit:
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "entity": attrs.asdict(self.entity),
         }
+
+
+class SearchResults(list[SearchHit]):
+    """The hits of :meth:`hive_store_memory.Memory.search`: a list, best first, plus whether
+    the index had every committed change when it was searched.
+
+    :ivar complete: the search caught up first (every committed row was findable); ``False``
+        when it could not (a read-only database, an error: see ``Memory.last_error``)
+    :ivar pending: changes that were not applied (0 when complete)
+    """
+
+    def __init__(self, hits: Sequence[SearchHit] = (), *, complete: bool = True,
+                 pending: int = 0) -> None:
+        super().__init__(hits)
+        self.complete = complete
+        self.pending = pending
 
 
 def parse_marked(text: str) -> tuple[str, tuple[tuple[int, int], ...]]:
@@ -289,11 +324,14 @@ class IndexStatus:
     :ivar indexed: documents in the FTS5 index
     :ivar missing_triggers: triggers of the plugin that are not in the database (a table
         rebuild drops them; ``reindex`` puts them back)
-    :ivar pending: documents with changes not applied to the index yet (written by another
-        program; applied on the next hive-store write or search)
+    :ivar pending: changes the triggers logged that are not applied to the index yet (0 after
+        a catch-up; more while the indexer is behind, or when the catch-up could not write,
+        e.g. a read-only database)
     :ivar unassigned: knowledge entries without a theme
     :ivar themes: number of themes
     :ivar space: the vector space the themes were built in; ``active_space`` the one in use
+    :ivar indexer: the background indexer: ``running``, ``read_only``, ``last_error`` (the
+        last catch-up that failed, if the next did not succeed), counters
     """
 
     rows: dict[str, int]
@@ -305,13 +343,14 @@ class IndexStatus:
     themes: int
     space: str | None
     active_space: str
+    indexer: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def in_step(self) -> bool:
-        """Every row has exactly one document and, with nothing pending, every document is
-        indexed once."""
-        return (not self.missing_triggers and self.rows == self.documents
-                and (self.pending > 0 or self.indexed == sum(self.documents.values())))
+        """No trigger is missing and, with nothing pending, every row has exactly one
+        document and every document is indexed once."""
+        return not self.missing_triggers and (self.pending > 0 or (
+            self.rows == self.documents and self.indexed == sum(self.documents.values())))
 
     @property
     def themes_stale(self) -> bool:
@@ -327,28 +366,148 @@ class IndexStatus:
 
 
 def has_pending(conn: sqlite3.Connection) -> bool:
-    """Whether the index has changes to apply (:func:`flush`)."""
-    return conn.execute(f"SELECT 1 FROM {PENDING} LIMIT 1").fetchone() is not None
+    """Whether the log holds changes not applied to the index yet (:func:`apply_log`)."""
+    return conn.execute(f"SELECT 1 FROM {LOG} LIMIT 1").fetchone() is not None
 
 
-def flush(conn: sqlite3.Connection) -> int:
-    """Apply what the triggers recorded: forget the text of changed and deleted documents and
-    index the current text of new and changed ones. Call inside a write transaction. Returns
-    the number of documents it touched."""
-    n = int(conn.execute(f"SELECT count(*) FROM {PENDING}").fetchone()[0])
-    if not n:
-        return 0
-    conn.execute(f"INSERT INTO {FTS} ({FTS}, rowid, title, body) "
-                 f"SELECT 'delete', doc_id, title, body FROM {PENDING} WHERE indexed = 1")
+def pending_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute(f"SELECT count(*) FROM {LOG}").fetchone()[0])
+
+
+@attrs.frozen
+class Applied:
+    """What one :func:`apply_log` call did.
+
+    :ivar changes: log rows applied (and deleted)
+    :ivar documents: documents indexed, re-indexed or dropped
+    :ivar more: the log holds more rows
+    """
+
+    changes: int = 0
+    documents: int = 0
+    more: bool = False
+
+
+def _batch_sql() -> dict[str, str]:
+    """The statements of :func:`apply_log` that name every source table."""
+    index = " UNION ALL ".join(
+        f"SELECT d.doc_id, {s.title_of('t')}, {s.body_of('t')} FROM temp.{BATCH} AS b "
+        f"JOIN {DOCS} AS d ON d.doc_id = b.doc_id "
+        f'JOIN "{s.table}" AS t ON t."{s.pk}" = d.key WHERE d.kind = \'{s.table}\''
+        for s in SOURCES)
+    sql = {"index": f"INSERT INTO {FTS} (rowid, title, body) {index}"}
     for s in SOURCES:
-        conn.execute(
-            f"INSERT INTO {FTS} (rowid, title, body) "
-            f"SELECT d.doc_id, {s.title_of('t')}, {s.body_of('t')} "
-            f"FROM {PENDING} AS p JOIN {DOCS} AS d ON d.doc_id = p.doc_id "
-            f'JOIN "{s.table}" AS t ON t."{s.pk}" = d.key '
-            f"WHERE p.reindex = 1 AND d.kind = '{s.table}'")
-    conn.execute(f"DELETE FROM {PENDING}")
-    return n
+        table, pk = f'"{s.table}"', f'"{s.pk}"'
+        sql[f"gone:{s.table}"] = (
+            f"DELETE FROM {DOCS} WHERE kind = '{s.table}' AND doc_id IN "
+            f"(SELECT doc_id FROM temp.{BATCH}) AND NOT EXISTS "
+            f"(SELECT 1 FROM {table} AS t WHERE t.{pk} = {DOCS}.key)")
+        sql[f"meta:{s.table}"] = (
+            f'UPDATE {DOCS} SET conversation_id = t."{s.conversation}", '
+            f'at = julianday(t."{s.time}") FROM {table} AS t '
+            f"WHERE {DOCS}.kind = '{s.table}' AND t.{pk} = {DOCS}.key "
+            f"AND {DOCS}.doc_id IN (SELECT doc_id FROM temp.{BATCH})")
+        sql[f"new:{s.table}"] = (
+            f"INSERT INTO {DOCS} (kind, key, conversation_id, at) "
+            f'SELECT \'{s.table}\', t.{pk}, t."{s.conversation}", julianday(t."{s.time}") '
+            f"FROM {table} AS t WHERE t.{pk} = ?")
+    return sql
+
+
+_SQL = _batch_sql()
+
+
+def apply_log(conn: sqlite3.Connection, *, limit: int = 1000, themes: bool = True,
+              warn: Callable[[str], None] | None = None) -> Applied:
+    """Apply the oldest ``limit`` log rows to the documents and the index. Call inside a
+    write transaction (it reads the log there, so nothing changes under it).
+
+    Per document touched: forget the text it was indexed with (the logged text that the index
+    holds: see the module docstring), then index the row's current text, or drop the document
+    if the row is gone; rows without a document get one, numbered in write order. The log rows
+    are deleted; if later rows for the same documents remain, the documents get a mark.
+
+    New knowledge entries then wait for a theme: their numbers are above the ``assign_from``
+    frontier in ``hive_store_memory_meta``. With ``themes=False`` the frontier moves past them
+    (they are not assigned automatically). ``warn`` is told about documents whose indexed text
+    is unknown (their old tokens stay in the index, unreachable, until ``reindex``)."""
+    entries = conn.execute(f"SELECT seq, kind, key, body IS NOT NULL FROM {LOG} "
+                           "ORDER BY seq LIMIT ?", (limit,)).fetchall()
+    if not entries:
+        return Applied()
+    last = int(entries[-1][0])
+    top = int(conn.execute(f"SELECT max(seq) FROM {LOG}").fetchone()[0])
+    # the log rows of each document, in order (keys compare as stored: str or int)
+    touched: dict[tuple[str, Any], list[tuple[int, bool]]] = {}
+    for seq, kind, key, had in entries:
+        if key is not None and kind in SOURCE_BY_TABLE:
+            touched.setdefault((kind, key), []).append((int(seq), bool(had)))
+    known: dict[tuple[str, Any], tuple[int, int]] = {}
+    by_kind: dict[str, list[Any]] = {}
+    for kind, key in touched:
+        by_kind.setdefault(kind, []).append(key)
+    for kind, keys in by_kind.items():
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            for key, doc_id, mark in conn.execute(
+                    f"SELECT d.key, d.doc_id, coalesce(m.seq, 0) FROM {DOCS} AS d "
+                    f"LEFT JOIN {MARKS} AS m ON m.doc_id = d.doc_id WHERE d.kind = ? "
+                    f"AND d.key IN ({', '.join('?' for _ in chunk)})", [kind, *chunk]):
+                known[(kind, key)] = (int(doc_id), int(mark))
+    refresh: list[tuple[int, int | None]] = []  # (doc_id, seq of the log row with its text)
+    orphans: list[int] = []
+    create: list[tuple[str, Any]] = []
+    for (kind, key), rows in touched.items():
+        doc = known.get((kind, key))
+        if doc is None:
+            create.append((kind, key))
+            continue
+        doc_id, mark = doc
+        first = next(((seq, had) for seq, had in rows if seq > mark), None)
+        if first is None:
+            continue  # changes its indexed text already has
+        if first[1]:
+            refresh.append((doc_id, first[0]))
+        else:
+            orphans.append(doc_id)
+            create.append((kind, key))
+            if warn is not None:
+                warn(f"the indexed text of {kind} {key!r} is unknown; its old tokens stay in "
+                     "the index (unreachable) until `hive-store memory reindex`")
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {BATCH} "
+                 "(doc_id INTEGER PRIMARY KEY, seq INTEGER)")
+    conn.execute(f"DELETE FROM temp.{BATCH}")
+    if refresh:
+        conn.executemany(f"INSERT INTO temp.{BATCH} (doc_id, seq) VALUES (?, ?)", refresh)
+        conn.execute(f"INSERT INTO {FTS} ({FTS}, rowid, title, body) "
+                     f"SELECT 'delete', b.doc_id, l.title, l.body FROM temp.{BATCH} AS b "
+                     f"JOIN {LOG} AS l ON l.seq = b.seq")
+        for s in SOURCES:
+            if s.table in by_kind:
+                conn.execute(_SQL[f"gone:{s.table}"])
+                conn.execute(_SQL[f"meta:{s.table}"])
+    if orphans:
+        conn.executemany(f"DELETE FROM {DOCS} WHERE doc_id = ?", [(d,) for d in orphans])
+    before = int(conn.execute(f"SELECT coalesce(max(doc_id), 0) FROM {DOCS}").fetchone()[0])
+    for kind, key in create:  # in write order: documents are numbered as the rows were written
+        conn.execute(_SQL[f"new:{kind}"], (key,))
+    conn.execute(f"INSERT OR IGNORE INTO temp.{BATCH} (doc_id) "
+                 f"SELECT doc_id FROM {DOCS} WHERE doc_id > ?", (before,))
+    conn.execute(_SQL["index"])
+    if create and not themes:
+        conn.execute(f"UPDATE {META} SET value = max(coalesce(value, 0), "
+                     f"(SELECT coalesce(max(doc_id), 0) FROM {DOCS})) WHERE key = '{FRONTIER}'")
+    documents = int(conn.execute(f"SELECT count(*) FROM temp.{BATCH}").fetchone()[0])
+    conn.execute(f"DELETE FROM {LOG} WHERE seq <= ?", (last,))
+    more = top > last
+    if more:
+        conn.execute(f"INSERT OR REPLACE INTO {MARKS} (doc_id, seq) SELECT b.doc_id, ? "
+                     f"FROM temp.{BATCH} AS b JOIN {DOCS} AS d ON d.doc_id = b.doc_id", (top,))
+        conn.execute(f"DELETE FROM {MARKS} WHERE seq < (SELECT min(seq) FROM {LOG})")
+    else:
+        conn.execute(f"DELETE FROM {MARKS}")
+    conn.execute(f"DELETE FROM temp.{BATCH}")
+    return Applied(changes=len(entries), documents=documents, more=more)
 
 
 def read_counts(conn: sqlite3.Connection) -> tuple[dict[str, int], dict[str, int], int]:
@@ -371,8 +530,6 @@ def missing_triggers(conn: sqlite3.Connection) -> tuple[str, ...]:
 def repair_documents(conn: sqlite3.Connection) -> None:
     """Make ``hive_store_memory_docs`` hold exactly one document per row of each table (with
     current conversation and time), keeping the numbers (and themes) of documents that stay."""
-    conn.execute(f"DELETE FROM {STASH}")
-    conn.execute(f"DELETE FROM {PENDING}")
     for s in SOURCES:
         table, pk = f'"{s.table}"', f'"{s.pk}"'
         conn.execute(f"DELETE FROM {DOCS} WHERE kind = ? AND NOT EXISTS "
@@ -390,9 +547,11 @@ def repair_documents(conn: sqlite3.Connection) -> None:
 def rebuild_index(conn: sqlite3.Connection, progress: ProgressFn | None = None,
                   *, chunk: int = 2000) -> int:
     """Empty the FTS5 index and index every document again, ``chunk`` documents at a time
-    (reporting progress), then merge the index's segments. Returns the documents indexed."""
+    (reporting progress), then merge the index's segments. The change log is emptied: the
+    rebuilt index has every change. Returns the documents indexed."""
     conn.execute(f"INSERT INTO {FTS} ({FTS}) VALUES ('delete-all')")
-    conn.execute(f"DELETE FROM {PENDING}")
+    conn.execute(f"DELETE FROM {LOG}")
+    conn.execute(f"DELETE FROM {MARKS}")
     total = int(conn.execute(f"SELECT count(*) FROM {DOCS}").fetchone()[0])
     if progress is not None:
         progress(0, total)

@@ -8,7 +8,7 @@ import math
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from hive_store_memory.clustering import (
     ThemeState,
     top_terms,
 )
+from hive_store_memory.indexer import Indexer
 from hive_store_memory.text import (
     FollowUp,
     clean_text,
@@ -77,6 +78,7 @@ FULL_TEXT_LIMIT = 5
 QUESTION_THEME_FACTOR = 0.5  # a question is short: it may match its theme at half the threshold
 CONTEXT_FTS_KINDS = ("knowledge_conversations", "consensus_facts", "curator_truths")
 RANK_WINDOW = 5000  # a query matching more documents ranks its newest 5,000
+BATCH_SIZE = 1000  # log rows per catch-up transaction
 FULL_TEXT_WORDS = 8
 COMMON_SHARE = 0.05  # a word in more than 5% of the documents is too common to search for
 COMMON_MIN = 50
@@ -150,6 +152,9 @@ class MemoryContext:
     :ivar parent_conversation_id: the conversation a follow-up continues (newest in 72 h)
     :ivar theme: the question's theme and its similarity, if any
     :ivar recorded: whether rows were written to ``conversation_context``/``conversation_threads``
+    :ivar complete: every committed row was indexed when the context was retrieved (``False``
+        when the catch-up could not write, e.g. a read-only database; ``pending`` changes were
+        left out)
     """
 
     question: str
@@ -160,6 +165,8 @@ class MemoryContext:
     theme: Theme | None = None
     theme_similarity: float = 0.0
     recorded: bool = False
+    complete: bool = True
+    pending: int = 0
 
     def __iter__(self) -> Iterator[ContextItem]:
         return iter(self.items)
@@ -191,7 +198,7 @@ class MemoryContext:
             "parent_conversation_id": self.parent_conversation_id,
             "theme": None if self.theme is None else {
                 **self.theme.to_dict(), "similarity": round(self.theme_similarity, 4)},
-            "recorded": self.recorded,
+            "recorded": self.recorded, "complete": self.complete, "pending": self.pending,
             "items": [i.to_dict() for i in self.items],
         }
 
@@ -248,9 +255,18 @@ class Memory:
 
     Thread-safe. Reads use the store's pooled connections; writes are store transactions.
 
-    :ivar auto_assign: put new knowledge entries into themes after each commit (default on;
-        ``HIVE_STORE_MEMORY_AUTO_ASSIGN=0`` turns it off for a store opened by the plugin)
+    Indexing is deferred: a write only logs its changes (triggers), and the store's background
+    indexer (:mod:`hive_store_memory.indexer`) applies them after the commit. Every read here
+    (:meth:`search`, :meth:`context_for`, :meth:`themes`, :meth:`status`, …) first applies
+    what is left itself (:meth:`flush`), so a caller always finds what it committed.
+
+    :ivar auto_assign: put new knowledge entries into themes after they are indexed (default
+        on; ``HIVE_STORE_MEMORY_AUTO_ASSIGN=0`` turns it off for a store opened by the plugin)
     :ivar rank_window: how many of a broad query's newest matches are ranked (``None``: all)
+    :ivar batch_size: log rows applied per write transaction (each holds the writer for
+        about 35 us per knowledge entry: 1,000 is ~40 ms)
+    :ivar read_only: a catch-up found the database read-only; reads search the index as it is
+    :ivar last_error: why the last catch-up failed, if the next has not succeeded yet
     """
 
     def __init__(self, store: Store, *, embedder: Embedder | None = None,
@@ -261,14 +277,28 @@ class Memory:
         self._lock = threading.RLock()
         self._cache: tuple[int, ThemeModel] | None = None
         self.rank_window: int | None = RANK_WINDOW
+        self.batch_size = BATCH_SIZE
         self._warned_stale = False
         self._closed = False
         self._installed = False
+        self.indexer: Indexer | None = None
+        # Held while assigning waiting entries to themes (one assigner per store at a time;
+        # never taken inside a write transaction).
+        self._assign_lock = threading.Lock()
+        self.read_only = False
+        self.last_error: str | None = None
+        self.last_failure: tuple[str, str] | None = None  # (when, what), kept after recovery
+        self.applied = 0  # log rows applied by this store's catch-ups
 
     def __repr__(self) -> str:
         return f"<hive_store_memory.Memory of {self.store!r} (space {self.active_space})>"
 
     def close(self) -> None:
+        """Stop and join the background indexer (the plugin calls this when the store
+        closes); idempotent."""
+        indexer = self.indexer
+        if indexer is not None:
+            indexer.stop()
         self._closed = True
         self._cache = None
 
@@ -290,12 +320,13 @@ class Memory:
             raise StoreClosed("the store is closed")
 
     def installed(self, conn: sqlite3.Connection) -> bool:
-        """Whether the plugin's tables are in the database (remembered once seen)."""
+        """Whether the plugin's tables (as of its latest migration) are in the database
+        (remembered once seen)."""
         if self._installed:
             return True
         self._installed = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-            (ix.PENDING,)).fetchone() is not None
+            (ix.LOG,)).fetchone() is not None
         return self._installed
 
     def _ready(self, conn: sqlite3.Connection) -> None:
@@ -321,9 +352,15 @@ class Memory:
     # -- search ---------------------------------------------------------------------------------
 
     def search(self, text: str, *, limit: int = 20, since: datetime | None = None,
-               kinds: Sequence[str] | None = None, advanced: bool = False) -> list[ix.SearchHit]:
+               kinds: Sequence[str] | None = None,
+               advanced: bool = False) -> ix.SearchResults:
         """Documents matching ``text``, best first (BM25; a match in the question or title
         counts twice), with highlighted snippets and the source rows.
+
+        Every row committed before the call is found: the search first applies the changes
+        the background indexer has not applied yet (:meth:`flush`). If it cannot (a read-only
+        database), it searches the index as it is and says so: the result (a list) has
+        ``complete=False`` and ``pending``, the number of changes not applied.
 
         :param text: what to look for. By default every whitespace-separated word must occur
             (each is quoted, so FTS5 operators and punctuation are plain text; ``don't`` is a
@@ -354,9 +391,11 @@ class Memory:
         else:
             query = fts_all(text)
         if query is None:
-            return []
-        return self._search(query, limit=lim, kinds=kind_list, since=since_iso, until=None,
+            return ix.SearchResults()
+        complete, pending = self._catch_up(themes=False)
+        hits = self._search(query, limit=lim, kinds=kind_list, since=since_iso, until=None,
                             advanced=advanced)
+        return ix.SearchResults(hits, complete=complete, pending=pending)
 
     def _search(self, query: str, *, limit: int, kinds: Sequence[str], since: str | None,
                 until: str | None, advanced: bool = False,
@@ -375,7 +414,6 @@ class Memory:
         if exclude_conversation is not None:
             where.append("(d.conversation_id IS NULL OR d.conversation_id <> ?)")
             params.append(exclude_conversation)
-        self.flush()
         with self._read() as conn:
             try:
                 if self.rank_window is not None:
@@ -428,25 +466,176 @@ class Memory:
 
     # -- keeping the index in step ----------------------------------------------------------------
 
-    def flush(self) -> int:
-        """Index what the triggers recorded and is not indexed yet (rows written by another
-        program, or by raw SQL in a transaction without change events). hive-store's own
-        writes are indexed before they commit; searches call this first. Returns the number of
-        documents applied."""
-        with self._read() as conn:
-            self._ready(conn)
-            if not ix.has_pending(conn):
-                return 0
+    def flush(self, *, themes: bool = True) -> int:
+        """Apply, in the calling thread, every change committed so far that the background
+        indexer has not applied yet, then (with ``themes`` and :attr:`auto_assign`) put the
+        knowledge entries it indexed into themes. Inside a transaction it applies that
+        transaction's own changes too (in it; themes follow after the commit). Returns the
+        number of logged changes applied. Raises what went wrong (the reads that call it first
+        do not: they search the index as it is and say so)."""
+        before = self.applied
+        self._catch_up(themes=themes, raise_errors=True)
+        return self.applied - before
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until the background indexer has applied everything committed before the
+        call, and assigned the new entries to themes. ``True`` when it has; ``False`` on
+        timeout or when its catch-up failed (:attr:`last_error`). Without a running indexer
+        (closed, or opened without the plugin hook) it catches up in the calling thread."""
+        indexer = self.indexer
+        if indexer is None or not indexer.running:
+            return self._catch_up(themes=True)[0]
+        return indexer.wait_idle(timeout)
+
+    def wake(self) -> None:
+        """Ask the background indexer to catch up (the plugin does after each commit that
+        touched an indexed table)."""
+        indexer = self.indexer
+        if indexer is not None:
+            indexer.wake()
+
+    def _catch_up(self, *, themes: bool, raise_errors: bool = False,
+                  pause: Callable[[], bool] | None = None) -> tuple[bool, int]:
+        """Apply the change log (batches of :attr:`batch_size`, one write transaction each)
+        and, with ``themes`` and :attr:`auto_assign`, put the knowledge entries waiting for a
+        theme into themes. Returns whether it got to the end, and the changes left when it did
+        not. Errors other than a closed store or a missing schema are recorded
+        (:attr:`last_error`) and logged, and raised only with ``raise_errors``; a read-only
+        database is noted once and then left alone. ``pause()`` (the indexer's) is called
+        before each batch: it waits for the writers to pause, and returns ``False`` to stop."""
+        self._check()
+        backend = self.store.backend
+        assigned = True
         try:
-            with self._write() as conn:
-                return ix.flush(conn)
-        except sqlite3.Error as exc:
-            raise _translate(exc, "updating the memory index") from None
+            if backend.in_transaction():
+                # The caller's transaction: its own changes are readable only here. Apply the
+                # log in it (a savepoint; the indexer waits for the write lock meanwhile);
+                # themes follow after the commit.
+                with self._write() as conn:
+                    self._ready(conn)
+                    more = True
+                    while more:
+                        applied = ix.apply_log(conn, limit=self.batch_size,
+                                               themes=self.auto_assign, warn=self._warn)
+                        self.applied += applied.changes
+                        more = applied.more
+                return True, 0
+            with self._read() as conn:
+                self._ready(conn)
+                waiting = ix.has_pending(conn)
+            if waiting and self.read_only and not raise_errors:
+                return False, self._left()
+            # Each batch commits its documents, index entries and log deletions together:
+            # whoever reads after sees the log shorter by exactly what was applied.
+            while waiting:
+                if pause is not None and not pause():
+                    return False, 0
+                with self._write() as conn:
+                    applied = ix.apply_log(conn, limit=self.batch_size,
+                                           themes=self.auto_assign, warn=self._warn)
+                self.applied += applied.changes
+                waiting = applied.more
+            self.read_only = False
+            if themes and self.auto_assign:
+                assigned = self._assign_waiting(pause)
+        except (StoreClosed, ConfigurationError):
+            raise
+        except (HiveStoreError, sqlite3.Error) as exc:
+            error = (_translate(exc, "updating the memory index")
+                     if isinstance(exc, sqlite3.Error) else exc)
+            if "readonly" in str(error).lower().replace(" ", "").replace("-", ""):
+                if not self.read_only:
+                    log.warning("memory: the database is read-only: searching the index as it "
+                                "is, without the changes logged since it was last updated")
+                self.read_only = True
+                if raise_errors:
+                    raise error from None
+                return False, self._left()
+            self._failed("catching up with the change log", error)
+            if raise_errors:
+                raise error from None
+            return False, self._left()
+        if assigned:
+            self.last_error = None
+        return True, 0
+
+    def _left(self) -> int:
+        try:
+            with self._read() as conn:
+                return ix.pending_count(conn)
+        except (HiveStoreError, sqlite3.Error):
+            return 0
+
+    def _assign_waiting(self, pause: Callable[[], bool] | None = None,
+                        batch: int = 1000) -> bool:
+        """Put the knowledge entries waiting for a theme (indexed after the ``assign_from``
+        frontier, still without a theme) into themes, in write order, moving the frontier.
+        An entry the embedder fails on is passed over and stays without a theme (the health
+        check says so; ``assign()`` or ``recluster`` catch up): the error is recorded, not
+        raised. Returns whether everything succeeded."""
+        ok = True
+        with self._assign_lock:
+            while pause is None or pause():
+                with self._read() as conn:
+                    self._ready(conn)
+                    if self._stale(conn):
+                        self._warn_stale()
+                        return ok
+                    entries = self._unassigned(conn, None, self._meta_int(conn, ix.FRONTIER),
+                                               batch)
+                if not entries:
+                    return ok
+                frontier = entries[-1][0].doc_id
+                try:
+                    vectors = self._embed(entries)
+                except HiveStoreError as exc:
+                    self._failed("assigning new knowledge entries to themes", exc)
+                    ok = False
+                    with self._write() as conn:  # pass them over (they stay without a theme)
+                        self._advance(conn, frontier)
+                else:
+                    try:
+                        self._assign_batch(entries, vectors, frontier=frontier)
+                    except (HiveStoreError, sqlite3.Error) as exc:
+                        if isinstance(exc, (StoreClosed, ConfigurationError)):
+                            raise
+                        self._failed("assigning new knowledge entries to themes", exc)
+                        return False  # the frontier stays: the next catch-up tries again
+                if len(entries) < batch:
+                    return ok
+        return ok
+
+    def _advance(self, conn: sqlite3.Connection, frontier: int) -> None:
+        conn.execute(f"UPDATE {META} SET value = max(coalesce(value, 0), ?) WHERE key = ?",
+                     (frontier, ix.FRONTIER))
+
+    def _warn(self, message: str) -> None:
+        log.warning("memory: %s", message)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """Record and log a failed catch-up: the exception's type and message (sqlite3 and
+        hive_store messages name tables and constraints, never row values or settings)."""
+        message = f"{what} failed: {type(exc).__name__}: {exc}"
+        self.last_error = message
+        self.last_failure = (utcnow().isoformat(timespec="seconds"), message)
+        log.error("memory: %s", message, exc_info=exc)
+
+    def _indexer_facts(self) -> dict[str, Any]:
+        facts: dict[str, Any] = (self.indexer.facts() if self.indexer is not None
+                                 else {"running": False})
+        facts.update(read_only=self.read_only, last_error=self.last_error,
+                     last_failure=list(self.last_failure) if self.last_failure else None,
+                     applied=self.applied, batch_size=self.batch_size)
+        return facts
 
     # -- status, reindex ------------------------------------------------------------------------
 
-    def status(self) -> ix.IndexStatus:
-        """Row, document and index counts, missing triggers, unassigned entries, themes."""
+    def status(self, *, flush: bool = True) -> ix.IndexStatus:
+        """Row, document and index counts, missing triggers, unassigned entries, themes and
+        the indexer's state. With ``flush`` (default) it catches up first, so ``pending`` is 0
+        unless the catch-up could not write; ``flush=False`` shows the indexer's backlog."""
+        if flush:
+            self._catch_up(themes=True)
         with self._read() as conn:
             self._ready(conn)
             try:
@@ -457,7 +646,7 @@ class Memory:
                     f"(SELECT 1 FROM {MEMBERS} AS m WHERE m.doc_id = d.doc_id)",
                     (ix.KNOWLEDGE,)).fetchone()[0])
                 themes = int(conn.execute(f"SELECT count(*) FROM {THEMES}").fetchone()[0])
-                pending = int(conn.execute(f"SELECT count(*) FROM {ix.PENDING}").fetchone()[0])
+                pending = ix.pending_count(conn)
                 params = self._stored_params(conn)
             except sqlite3.Error as exc:
                 raise _translate(exc, "reading the memory index") from None
@@ -465,14 +654,15 @@ class Memory:
                               missing_triggers=missing, pending=pending,
                               unassigned=unassigned, themes=themes,
                               space=params.space if params else None,
-                              active_space=self.active_space)
+                              active_space=self.active_space, indexer=self._indexer_facts())
 
     def reindex(self, *, progress: ix.ProgressFn | None = None) -> ix.IndexStatus:
         """Rebuild the full-text index from the tables in one transaction: put back missing
         triggers (a table rebuild drops them), make the document list match the rows (themes
-        of surviving entries are kept; pending changes are dropped) and index every document
-        again.
-        ``progress(done, total)`` is called per chunk."""
+        of surviving entries are kept) and index every document again (the change log is
+        then empty: the rebuilt index has every change). It catches up first, so that new
+        entries get their themes. ``progress(done, total)`` is called per chunk."""
+        self._catch_up(themes=True, raise_errors=True)
         with self._write() as conn:
             self._ready(conn)
             try:
@@ -481,9 +671,9 @@ class Memory:
                 ix.rebuild_index(conn, progress)
             except sqlite3.Error as exc:
                 raise _translate(exc, "rebuilding the memory index") from None
-        with self._lock:
-            self._cache = None
-        return self.status()
+            with self._lock:
+                self._cache = None
+        return self.status(flush=False)
 
     def _restore_triggers(self, conn: sqlite3.Connection) -> None:
         missing = set(ix.missing_triggers(conn))
@@ -491,7 +681,7 @@ class Memory:
             return
         from hive_store_memory import migration_set
 
-        for migration in migration_set().migrations:
+        for migration in reversed(migration_set().migrations):  # the latest definition
             for statement in split_statements(migration.up):
                 head = statement.split("BEGIN", 1)[0]
                 for name in list(missing):
@@ -553,8 +743,10 @@ class Memory:
     _THEME_COLS = "id, name, keywords, member_count, last_activity, created_at"
 
     def themes(self, *, limit: int | None = None) -> list[Theme]:
-        """Themes, largest first (then most recently active, then name)."""
+        """Themes, largest first (then most recently active, then name). Catches up first:
+        committed entries are in their themes."""
         lim = -1 if limit is None else _check_limit(limit, maximum=1_000_000)
+        self._catch_up(themes=True)
         with self._read() as conn:
             self._ready(conn)
             rows = conn.execute(
@@ -566,6 +758,7 @@ class Memory:
         """One theme by id (:class:`hive_store.NotFound` if there is none)."""
         from hive_store.errors import NotFound
 
+        self._catch_up(themes=True)
         with self._read() as conn:
             self._ready(conn)
             row = conn.execute(f"SELECT {self._THEME_COLS} FROM {THEMES} WHERE id = ?",
@@ -576,6 +769,7 @@ class Memory:
 
     def theme_of(self, knowledge_id: str) -> tuple[Theme, float] | None:
         """The theme of a knowledge entry and its membership score, or ``None``."""
+        self._catch_up(themes=True)
         with self._read() as conn:
             self._ready(conn)
             row = conn.execute(
@@ -591,6 +785,7 @@ class Memory:
                                                                        float]]:
         """A theme's knowledge entries with their scores, best first."""
         lim = _check_limit(limit, maximum=1_000_000)
+        self._catch_up(themes=True)
         with self._read() as conn:
             self._ready(conn)
             rows = conn.execute(
@@ -604,12 +799,16 @@ class Memory:
 
     def assign(self, keys: Iterable[str] | None = None, *, batch: int = 2000) -> int:
         """Put knowledge entries that have no theme yet into themes, in the order they were
-        written: those with ``keys``, or every unassigned one. Runs after each commit that
-        writes knowledge entries (unless ``auto_assign`` is off). Returns how many joined.
+        written: those with ``keys``, or every unassigned one. The indexer does this for the
+        entries it indexes (unless ``auto_assign`` is off). Returns how many joined.
 
         Nothing is assigned while the themes are stale (built with another embedder or
         settings): run :meth:`recluster`.
         """
+        self._catch_up(themes=False, raise_errors=True)
+        return self._assign(keys, batch=batch)
+
+    def _assign(self, keys: Iterable[str] | None = None, *, batch: int = 2000) -> int:
         wanted = None if keys is None else list(dict.fromkeys(keys))
         total = 0
         after = 0
@@ -617,10 +816,7 @@ class Memory:
             with self._read() as conn:
                 self._ready(conn)
                 if self._stale(conn):
-                    if not self._warned_stale:
-                        log.warning("memory: themes were built with another embedder or "
-                                    "settings; run `hive-store memory recluster`")
-                        self._warned_stale = True
+                    self._warn_stale()
                     return total
                 entries = self._unassigned(conn, wanted, after, batch)
             if not entries:
@@ -630,6 +826,12 @@ class Memory:
             after = entries[-1][0].doc_id
             if wanted is not None or len(entries) < batch:
                 return total
+
+    def _warn_stale(self) -> None:
+        if not self._warned_stale:
+            log.warning("memory: themes were built with another embedder or settings; run "
+                        "`hive-store memory recluster`")
+            self._warned_stale = True
 
     def _stale(self, conn: sqlite3.Connection) -> bool:
         stored = self._stored_params(conn)
@@ -686,38 +888,45 @@ class Memory:
         return vectors
 
     def _assign_batch(self, entries: Sequence[tuple[Entry, str | None]],
-                      vectors: dict[int, list[float]]) -> int:
-        with self._lock:
-            try:
-                with self._write() as conn:
-                    generation, model = self._model(conn)
-                    if model.params.space != self.active_space:
-                        return 0
-                    if self._stored_params(conn) is None:
-                        self._put_meta(conn, "params", json.dumps(model.params.to_json()))
-                    # Read before this transaction (an embedder must not hold the write
-                    # lock): keep the entries that still exist and still have no theme.
-                    ids = [e.doc_id for e, _ in entries]
-                    open_ids: set[int] = set()
-                    for chunk in _chunks(ids):
-                        open_ids.update(r[0] for r in conn.execute(
-                            f"SELECT d.doc_id FROM {ix.DOCS} AS d WHERE d.doc_id IN "
-                            f"({_marks(len(chunk))}) AND NOT EXISTS (SELECT 1 FROM {MEMBERS} "
-                            "AS m WHERE m.doc_id = d.doc_id)", list(chunk)))
-                    todo = [(e, cid) for e, cid in entries if e.doc_id in open_ids]
-                    if not todo:
-                        return 0
-                    counts = [term_counts(e.title, e.body) for e, _ in todo]
-                    self._load_df(conn, model, (t for c in counts for t in c))
-                    model.documents = self._meta_int(conn, "documents")
-                    assignments = [model.add(e, vectors.get(e.doc_id), c)
-                                   for (e, _), c in zip(todo, counts, strict=True)]
-                    self._persist(conn, model, todo, assignments)
-                    generation = self._bump(conn)
-                self._cache = (generation, model)
-            except BaseException:
+                      vectors: dict[int, list[float]], *, frontier: int | None = None) -> int:
+        # Lock order: the write lock, then self._lock (a thread inside a transaction may
+        # take self._lock; none waits for the write lock while holding it).
+        try:
+            with self._write() as conn, self._lock:
+                if frontier is not None:
+                    self._advance(conn, frontier)
+                generation, model = self._model(conn)
+                if model.params.space != self.active_space:
+                    return 0
+                self._cache = None  # changes below: readers load the stored themes meanwhile
+                if self._stored_params(conn) is None:
+                    self._put_meta(conn, "params", json.dumps(model.params.to_json()))
+                # The vectors were made before this transaction (an embedder must not hold
+                # the write lock): keep the entries that still exist and still have no theme.
+                ids = [e.doc_id for e, _ in entries]
+                open_ids: set[int] = set()
+                for chunk in _chunks(ids):
+                    open_ids.update(r[0] for r in conn.execute(
+                        f"SELECT d.doc_id FROM {ix.DOCS} AS d WHERE d.doc_id IN "
+                        f"({_marks(len(chunk))}) AND NOT EXISTS (SELECT 1 FROM {MEMBERS} "
+                        "AS m WHERE m.doc_id = d.doc_id)", list(chunk)))
+                todo = [(e, cid) for e, cid in entries if e.doc_id in open_ids]
+                if not todo:
+                    return 0
+                counts = [term_counts(e.title, e.body) for e, _ in todo]
+                self._load_df(conn, model, (t for c in counts for t in c))
+                model.documents = self._meta_int(conn, "documents")
+                assignments = [model.add(e, vectors.get(e.doc_id), c)
+                               for (e, _), c in zip(todo, counts, strict=True)]
+                self._persist(conn, model, todo, assignments)
+                generation = self._bump(conn)
+            with self._lock:
+                if self._cache is None:
+                    self._cache = (generation, model)
+        except BaseException:
+            with self._lock:
                 self._cache = None
-                raise
+            raise
         return len(assignments)
 
     def _put_meta(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
@@ -815,23 +1024,24 @@ class Memory:
                     or not 0.0 < float(threshold) <= 1.0):
                 raise ValidationError("ClusterParams", [("threshold", "must be in (0, 1]")])
             params = attrs.evolve(params, threshold=float(threshold))
-        with self._lock:
-            try:
-                with self._read() as conn:
-                    self._ready(conn)
-                    stored = self._stored_params(conn)
-                if threshold is None and stored is not None and stored.space == params.space:
-                    params = attrs.evolve(stored)
-                with self._write() as conn:
-                    report = self._recluster(conn, params, progress)
-                    self._bump(conn)
+        self._catch_up(themes=False, raise_errors=True)  # every committed entry
+        with self._read() as conn:
+            self._ready(conn)
+            stored = self._stored_params(conn)
+        if threshold is None and stored is not None and stored.space == params.space:
+            params = attrs.evolve(stored)
+        try:
+            with self._write() as conn, self._lock:  # lock order: see _assign_batch
                 self._cache = None
-            except sqlite3.Error as exc:
+                report = self._recluster(conn, params, progress)
+                self._advance(conn, int(conn.execute(
+                    f"SELECT coalesce(max(doc_id), 0) FROM {ix.DOCS}").fetchone()[0]))
+                self._bump(conn)
+        except sqlite3.Error as exc:
+            raise _translate(exc, "reclustering") from None
+        finally:
+            with self._lock:
                 self._cache = None
-                raise _translate(exc, "reclustering") from None
-            except BaseException:
-                self._cache = None
-                raise
         return report
 
     def _recluster(self, conn: sqlite3.Connection, params: ClusterParams,
@@ -943,7 +1153,7 @@ class Memory:
             return True
 
         follow_up = detect_follow_up(question)
-        self.flush()
+        complete, pending = self._catch_up(themes=True)
         theme_match = None
         parent: str | None = None
         with self._read() as conn:
@@ -1020,7 +1230,8 @@ class Memory:
             recorded = True
         return MemoryContext(question=question, now=when, items=ranked, follow_up=follow_up,
                              parent_conversation_id=parent if follow_up else None,
-                             theme=theme_obj, theme_similarity=similarity, recorded=recorded)
+                             theme=theme_obj, theme_similarity=similarity, recorded=recorded,
+                             complete=complete, pending=pending)
 
     def _distinctive(self, words: Sequence[str]) -> list[str]:
         """The question's words that say something: at most :data:`FULL_TEXT_WORDS`, the
