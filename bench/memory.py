@@ -42,7 +42,9 @@ run reports two times:
 
 Then ``record_consensus`` (7 indexed rows) one at a time, with and without the plugin: back to
 back (``--consensus-runs``), and with ``--think-ms`` between runs (``--think-runs``), where the
-indexer does its work in the gaps as it would between real consensus runs.
+indexer does its work in the gaps as it would between real consensus runs. Last, the triggers
+in plain ``sqlite3``: their cost per row under ``executemany`` (what ``add_many`` does) and in
+multi-row ``INSERT`` statements.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import json
 import logging
 import os
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -305,6 +308,65 @@ def bench_writes(args: argparse.Namespace, corpus: Corpus, workdir: Path) -> dic
                   f"entries/s); commit path + catch-up = {r['total_ratio']:.2f}x none",
                   flush=True)
     out["record_consensus"] = bench_consensus(args, corpus, workdir)
+    out["triggers_in_sqlite3"] = bench_trigger_sql(args, corpus, workdir)
+    return out
+
+
+def bench_trigger_sql(args: argparse.Namespace, corpus: Corpus,
+                      workdir: Path) -> dict[str, Any]:
+    """The triggers in plain ``sqlite3``, without hive-store: the same rows inserted into a
+    database with and without the plugin's tables and triggers, by ``executemany`` (what
+    ``add_many`` does) and by multi-row ``INSERT … VALUES (…), (…)`` statements of 100 rows,
+    1,000 rows per transaction, the store's PRAGMAs. With a trigger, SQLite gives every
+    executed statement a statement journal, so the trigger costs more per row under
+    ``executemany`` than in a statement that inserts many rows."""
+    templates = {}
+    for name, memory in (("plain", False), ("triggers", True)):
+        templates[name] = workdir / f"tpl-{name}.db"
+        hive_store.open(f"sqlite://{templates[name]}", plugins=plugins(memory)).close()
+    out: dict[str, Any] = {}
+    for label, words in (("short", 25), ("typical", 110)):
+        entries = corpus.entries(args.write_entries, words)
+        cols = ("id", "question", "final_answer", "source_of_truth", "created_at")
+        rows = [(str(hive_store.uuid7()), e.question, e.final_answer, e.source_of_truth,
+                 "2025-01-01T00:00:00+00:00") for e in entries]
+        one = f"INSERT INTO knowledge_conversations ({', '.join(cols)}) VALUES (?, ?, ?, ?, ?)"
+        times: dict[str, list[float]] = {}
+        for rep in range(args.repeat):
+            for name, template in templates.items():
+                for how in ("executemany", "multi-row"):
+                    path = workdir / f"sql-{label}-{name}-{how}-{rep}.db"
+                    path.write_bytes(template.read_bytes())
+                    conn = sqlite3.connect(path, isolation_level=None)
+                    for pragma in ("journal_mode = WAL", "synchronous = NORMAL",
+                                   "foreign_keys = ON", "temp_store = MEMORY",
+                                   "cache_size = -32000"):
+                        conn.execute(f"PRAGMA {pragma}")
+                    t = time.perf_counter()
+                    for i in range(0, len(rows), 1000):
+                        chunk = rows[i:i + 1000]
+                        conn.execute("BEGIN IMMEDIATE")
+                        if how == "executemany":
+                            conn.executemany(one, chunk)
+                        else:
+                            for j in range(0, len(chunk), 100):
+                                part = chunk[j:j + 100]
+                                conn.execute(one.rsplit(" VALUES ", 1)[0] + " VALUES " + ", ".join(
+                                    ["(?, ?, ?, ?, ?)"] * len(part)), [v for r in part for v in r])
+                        conn.execute("COMMIT")
+                    times.setdefault(f"{name}/{how}", []).append(time.perf_counter() - t)
+                    conn.close()
+        med = {k: statistics.median(v) / len(rows) * 1e6 for k, v in times.items()}
+        row = {"us_per_row": {k: round(v, 2) for k, v in med.items()},
+               "trigger_ratio": {how: round(med[f"triggers/{how}"] / med[f"plain/{how}"], 2)
+                                 for how in ("executemany", "multi-row")}}
+        out[label] = row
+        r = row["trigger_ratio"]
+        print(f"plain sqlite3, {label} entries: the triggers cost {r['executemany']:.2f}x under "
+              f"executemany ({med['plain/executemany']:.1f} -> {med['triggers/executemany']:.1f}"
+              f" us/row), {r['multi-row']:.2f}x in 100-row INSERT statements "
+              f"({med['plain/multi-row']:.1f} -> {med['triggers/multi-row']:.1f} us/row)",
+              flush=True)
     return out
 
 
