@@ -104,8 +104,10 @@ CREATE TABLE hive_store_memory_marks (
 
 -- Knowledge entries indexed from now on (documents numbered above this) join a theme
 -- automatically, once indexed; those already here keep their themes or wait for `recluster`.
+-- The index finds the entries above the frontier without reading the others.
 INSERT OR REPLACE INTO hive_store_memory_meta (key, value)
 SELECT 'assign_from', coalesce(max(doc_id), 0) FROM hive_store_memory_docs;
+CREATE INDEX hive_store_memory_docs_kind_doc ON hive_store_memory_docs (kind, doc_id);
 
 CREATE TRIGGER hive_store_memory_docs_ad AFTER DELETE ON hive_store_memory_docs BEGIN
     DELETE FROM hive_store_memory_members WHERE doc_id = old.doc_id;
@@ -268,6 +270,7 @@ DROP TRIGGER hive_store_memory_msg_bi;
 DROP TRIGGER hive_store_memory_msg_au;
 DROP TRIGGER hive_store_memory_msg_ad;
 DROP TRIGGER hive_store_memory_docs_ad;
+DROP INDEX hive_store_memory_docs_kind_doc;
 DROP TABLE hive_store_memory_marks;
 DROP TABLE hive_store_memory_log;
 
