@@ -159,11 +159,17 @@ class Indexer:
             if self._stop.is_set():
                 break
             self._wake.clear()
-            with self._cond:
+            # Backing off after a failure: commits do not cut it short, wait_idle does.
+            while not self._stop.is_set() and self._requested <= self._done:
+                wait = self._retry_at - time.monotonic()
+                if wait <= 0:
+                    break
+                self._wake.wait(wait)
+                self._wake.clear()
+            if self._stop.is_set():
+                break
+            with self._cond:  # the requests this pass answers (those before it reads the log)
                 covers = self._requested
-            wait = self._retry_at - time.monotonic()
-            if wait > 0 and self._requested <= self._done and self._stop.wait(wait):
-                break  # backing off after a failure (unless someone waits for us)
             ok = False
             try:
                 ok = memory._catch_up(themes=True, pause=self._pause)[0]
