@@ -245,14 +245,8 @@ class SQLiteBackend:
         if self._closed:
             raise StoreClosed("the store is closed")
         pool = self.pool
-        conn = pool.try_checkout() or pool.checkout()
-        try:
-            result = _fetch(conn, sql, params, one, factory)
-        except BaseException:
-            pool.checkin(conn, broken=_broken(conn))
-            raise
-        pool.checkin(conn)
-        return result
+        return self._fetch_pooled(pool.try_checkout() or pool.checkout(), sql, params, one,
+                                  factory)
 
     def fetch_nowait(self, sql: str, params: Sequence[Any], *, one: bool = False,
                      factory: Callable[[Any, Any], Any] | None = None) -> Any:
@@ -262,16 +256,20 @@ class SQLiteBackend:
         if (getattr(local, "tx", None) is not None or getattr(local, "held", None) is not None
                 or self._closed):
             return WOULD_BLOCK
-        pool = self.pool
-        conn = pool.try_checkout()
+        conn = self.pool.try_checkout()
         if conn is None:
             return WOULD_BLOCK
+        return self._fetch_pooled(conn, sql, params, one, factory)
+
+    def _fetch_pooled(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any],
+                      one: bool, factory: Callable[[Any, Any], Any] | None) -> Any:
+        """:func:`_fetch` on a connection checked out for it, then returned."""
         try:
             result = _fetch(conn, sql, params, one, factory)
         except BaseException:
-            pool.checkin(conn, broken=_broken(conn))
+            self.pool.checkin(conn, broken=_broken(conn))
             raise
-        pool.checkin(conn)
+        self.pool.checkin(conn)
         return result
 
     # -- transactions -------------------------------------------------------------------------
@@ -339,28 +337,19 @@ class SQLiteBackend:
                 if made is not None:
                     self.record(made)
             return cur
-        if self._closed:
-            raise StoreClosed("the store is closed")
-        timeout = self.pool.config.connection_timeout
-        if not self._write_lock.acquire(timeout=timeout):
-            raise PoolTimeout(f"the writer stayed busy for more than {timeout:g} s")
+        self._check_open()
+        conn, pooled = self._take_writer()
+        broken = False
         try:
-            held = getattr(local, "held", None) if self.memory else None
-            conn = held if held is not None else self.pool.checkout()
-            try:
-                cur = conn.execute(sql, params)
-            except sqlite3.Error as exc:
-                if held is None:
-                    self.pool.checkin(conn, broken=_broken(conn))
-                raise translate_error(exc, what) from None
-            except BaseException:
-                if held is None:
-                    self.pool.checkin(conn, broken=True)
-                raise
-            if held is None:
-                self.pool.checkin(conn)
+            cur = conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            broken = _broken(conn)
+            raise translate_error(exc, what) from None
+        except BaseException:
+            broken = True
+            raise
         finally:
-            self._write_lock.release()
+            self._release_writer(conn, pooled, broken)
         if after and change is not None and listener is not None:
             made = change(cur)
             if made is not None:
@@ -382,13 +371,8 @@ class SQLiteBackend:
             yield from self._savepoint(tx)
             return
         self._check_open()
-        timeout = self.pool.config.connection_timeout
-        if not self._write_lock.acquire(timeout=timeout):
-            raise PoolTimeout(f"the writer stayed busy for more than {timeout:g} s")
+        conn, pooled = self._take_writer()
         try:
-            # An in-memory store has one connection: a write inside a read (iter) shares it.
-            held = getattr(self._local, "held", None) if self.memory else None
-            conn = held if held is not None else self.pool.checkout()
             try:
                 if not foreign_keys:
                     conn.execute("PRAGMA foreign_keys = OFF")
@@ -425,12 +409,33 @@ class SQLiteBackend:
                         conn.execute("PRAGMA foreign_keys = ON")
                     except sqlite3.Error:
                         broken = True
-                if held is None:
-                    self.pool.checkin(conn, broken=broken)
         finally:
-            self._write_lock.release()
+            self._release_writer(conn, pooled, broken)
         if tx.changes and tx.after and self._listener is not None:
             self._listener.after_commit(Changes(tx.changes))
+
+    def _take_writer(self) -> tuple[sqlite3.Connection, bool]:
+        """Take the write lock and a connection to write with: ``(connection, pooled)``.
+        An in-memory store has one connection: a write inside a read (``iter``) shares it
+        (``pooled`` is then false)."""
+        timeout = self.pool.config.connection_timeout
+        if not self._write_lock.acquire(timeout=timeout):
+            raise PoolTimeout(f"the writer stayed busy for more than {timeout:g} s")
+        try:
+            held = getattr(self._local, "held", None) if self.memory else None
+            if held is not None:
+                return held, False
+            return self.pool.checkout(), True
+        except BaseException:
+            self._write_lock.release()
+            raise
+
+    def _release_writer(self, conn: sqlite3.Connection, pooled: bool, broken: bool) -> None:
+        try:
+            if pooled:
+                self.pool.checkin(conn, broken=broken)
+        finally:
+            self._write_lock.release()
 
     def _savepoint(self, tx: _Tx) -> Iterator[sqlite3.Connection]:
         name = f"hive_store_sp{tx.depth}"

@@ -117,11 +117,7 @@ class Pool:
 
         Parked connections move to the idle list first, so the new ones are reused last."""
         with self._lock:
-            while True:
-                try:
-                    self._idle.append(self._parked.popitem()[1])
-                except KeyError:
-                    break
+            self._idle.extend(self._unpark_all())
         while True:
             with self._lock:
                 if (len(self._idle) + len(self._parked) >= self.config.min_idle
@@ -153,8 +149,7 @@ class Pool:
             if not self._closed and now <= expires:
                 self._out.add(id(conn))
                 next(self._fast_checkouts)
-                idle = self._idle
-                if idle and self._stale(now):
+                if self._stale(now):
                     self._sweep_now()
                 return conn
             with self._mutex:  # expired (or the pool closed): it goes
@@ -272,23 +267,17 @@ class Pool:
             broken = True
         key = id(conn)
         now = time.monotonic()
-        if (not broken and not self._waiters and not self._closed
-                and not (self._idle and self._stale(now))
+        if (not broken and not self._waiters and not self._closed and not self._stale(now)
                 and not self.config.test_on_checkout and key in self._out):
             # Park it for this thread (see __init__), unless it has one parked already.
             tid = threading.get_ident()
             parked = self._parked
             born = self._born.get(key)
-            cfg = self.config
-            lifetime = cfg.max_lifetime
+            lifetime = self.config.max_lifetime
             if (tid not in parked and born is not None
                     and (lifetime is None or now - born <= lifetime)):
                 self._out.discard(key)
-                idle_timeout = cfg.idle_timeout
-                expires = math.inf if idle_timeout is None else now + idle_timeout
-                if lifetime is not None:
-                    expires = min(expires, born + lifetime)
-                parked[tid] = (conn, born, expires)
+                parked[tid] = (conn, born, self._expires(born, now))
                 if not self._waiters and not self._closed:
                     return
                 # Someone started waiting (or the pool closed) meanwhile: hand it over
@@ -352,13 +341,8 @@ class Pool:
         """Close idle connections now and in-use ones when they are returned."""
         with self._lock:
             self._closed = True
-            idle = [c for c, _, _ in self._idle]
+            idle = [c for c, _, _ in (*self._idle, *self._unpark_all())]
             self._idle.clear()
-            while True:
-                try:
-                    idle.append(self._parked.popitem()[1][0])
-                except KeyError:
-                    break
             self._stats.size -= len(idle)
             self._lock.notify_all()
         for conn in idle:
@@ -399,6 +383,16 @@ class Pool:
                 self._stats.size -= 1
                 self._stats.recycled += 1
         return gone
+
+    def _unpark_all(self) -> list[tuple[sqlite3.Connection, float, float]]:
+        """Take every parked connection (lock held; popitem is atomic against the threads
+        taking theirs back without the lock)."""
+        taken = []
+        while True:
+            try:
+                taken.append(self._parked.popitem()[1])
+            except KeyError:
+                return taken
 
     def _stale(self, now: float) -> bool:
         """Whether the least recently used idle connection has expired (a sweep is due)."""

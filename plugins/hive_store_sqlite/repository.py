@@ -80,30 +80,24 @@ class SQLiteRepository(Generic[E]):
         return self.codec.to_sql(self.codec.pk, key)
 
     def get(self, key: Any) -> E:
-        sql_key = self._key(key)
-        try:
-            entity = self.backend.fetch(self._sql_get, (sql_key,), one=True,
-                                        factory=self.codec.row_factory)
-        except sqlite3.Error as exc:
-            raise translate_error(exc, f"reading {self.codec.table}") from None
-        if entity is None:
-            raise NotFound(self.codec.name, key)
-        return entity  # type: ignore[no-any-return]
+        entity: E = self._get(self.backend.fetch, key)
+        return entity
 
     def get_nowait(self, key: Any) -> E | None:
         """:meth:`get` if it can run without waiting for a connection, else ``None`` (the
         asyncio façade uses it to serve point reads on the event loop)."""
+        entity = self._get(self.backend.fetch_nowait, key)
+        return None if entity is WOULD_BLOCK else entity
+
+    def _get(self, fetch: Any, key: Any) -> Any:
         sql_key = self._key(key)
         try:
-            entity = self.backend.fetch_nowait(self._sql_get, (sql_key,), one=True,
-                                               factory=self.codec.row_factory)
+            entity = fetch(self._sql_get, (sql_key,), one=True, factory=self.codec.row_factory)
         except sqlite3.Error as exc:
             raise translate_error(exc, f"reading {self.codec.table}") from None
-        if entity is WOULD_BLOCK:
-            return None
         if entity is None:
             raise NotFound(self.codec.name, key)
-        return entity  # type: ignore[no-any-return]
+        return entity
 
     def get_many(self, keys: Iterable[Any]) -> list[E]:
         wanted = [self._key(k) for k in self._iterable("keys", keys)]
