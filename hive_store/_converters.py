@@ -590,9 +590,11 @@ class EntityCodec(Generic[E]):
             entity: E = self._struct(data, self.cls)
             return entity
         except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError) as exc:
-            raise ValidationError(self.name, _reasons(exc)) from None
+            reasons = _reasons(exc)
         except (TypeError, ValueError, KeyError) as exc:
-            raise ValidationError(self.name, [("?", str(exc))]) from None
+            reasons = [("?", str(exc))]
+        # raised outside the handlers: the error keeps no __context__ holding the values
+        raise ValidationError(self.name, reasons)
 
     # entities -> rows
     def _slow_to_row(self, entity: Any) -> tuple[Any, ...]:

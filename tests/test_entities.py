@@ -79,6 +79,21 @@ def test_generated_row_functions_write_what_format_timestamp_writes(dt: datetime
     assert back == attrs.evolve(msg, timestamp=dt.astimezone(UTC)) and back.timestamp == dt
 
 
+def test_stored_rows_that_do_not_fit_are_validation_errors() -> None:
+    codec = EntityCodec(Message)
+    good = codec.to_row(Message(conversation_id="c", role="user", content="x"))
+    with pytest.raises(hive_store.ValidationError, match="6 values for 7 columns"):
+        codec.from_row(good[:-1])
+    for bad, field in (((*good[:-1], "not a time"), "timestamp"),
+                       ((good[0], 42, *good[2:]), "conversation_id"),
+                       ((good[0], good[1], None, *good[3:]), "role")):
+        for read in (codec.from_row, lambda row: codec.row_factory(None, row)):
+            with pytest.raises(hive_store.ValidationError) as info:
+                read(bad)
+            assert info.value.field == field
+            assert info.value.__context__ is None  # the rejected value is not kept
+
+
 def test_written_timestamps_sort_as_times() -> None:
     a = datetime(2025, 1, 1, 23, 0, tzinfo=timezone(timedelta(hours=-5)))  # 04:00 UTC next day
     b = datetime(2025, 1, 2, 3, 0, tzinfo=UTC)
