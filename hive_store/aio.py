@@ -4,10 +4,10 @@ Database work runs in worker threads, with one exception: a point read (``get``)
 the event loop itself when a pooled connection is idle at that moment (never waiting for
 one, never opening one) and the task is not inside a transaction. A primary-key lookup in a
 WAL database does not wait for writers and takes ~10 µs, while handing a call to a thread and
-back costs the loop more than that (~50 µs of wake-ups and callbacks on this design's
-reference machine), so the inline read blocks the loop for less time than the hand-off
-would. Pass ``inline_reads=False`` to :func:`open` to send every call to a thread (say, for a
-database on a slow network file system, where a cold page can take milliseconds).
+back took ~85 µs per call on the 2-core dev VM (``bench/run.py``: ``async_get`` 0.99 of sync
+inline, ``async_get_threads`` 0.10 through threads), much of it wake-ups and callbacks on the
+loop's own thread. Pass ``inline_reads=False`` to :func:`open` to send every call to a thread
+(say, for a database on a slow network file system, where a cold page can take milliseconds).
 
 A transaction (``async with store.transaction():``) runs all its calls on one dedicated
 thread, because a SQLite transaction belongs to one connection and one thread.
