@@ -30,7 +30,7 @@ from pathlib import Path
 
 import hive_store
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "legacy" / "hive-ai-v10.db"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "legacy" / "hive-ai-v10.db"
 
 
 def build(path: Path, rows: int) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,12 +28,56 @@ elif not os.environ.get("CI"):
     settings.load_profile("dev")
 
 # The suite runs with the plugins shipped in hive-store only; tests/test_plugins.py opts in to
-# the third-party test distributions (installed by CI) explicitly.
+# the third-party test distributions explicitly.
 os.environ.setdefault("HIVE_STORE_LOAD_PLUGINS", "")
 
+
+def _install_test_plugins() -> Path:
+    """pip-install the test plugin distributions of ``tests/plugins`` into a folder that only the
+    test run puts on ``sys.path`` (and ``PYTHONPATH``, for the commands tests start), so they
+    are found through their entry points exactly like installed plugins, while the user's
+    environment never sees them (its ``hive-store`` stays quiet). Reinstalled when their sources
+    change; offline (no build isolation: setuptools comes with the test extras)."""
+    import hashlib
+    import subprocess
+    import tempfile
+
+    sources = Path(__file__).parent / "plugins"
+    files = sorted(f for f in sources.rglob("*")
+                   if f.is_file() and f.suffix in {".py", ".toml"}
+                   and not {"build", "__pycache__"} & set(f.parts)
+                   and not any(part.endswith(".egg-info") for part in f.parts))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(sources)).encode() + b"\0" + f.read_bytes())
+    root = Path(__file__).parent / ".plugins"
+    target = root / digest.hexdigest()[:16]
+    if not target.is_dir():
+        root.mkdir(exist_ok=True)
+        for old in root.iterdir():  # an earlier version of the sources
+            shutil.rmtree(old, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+             "--no-build-isolation", "--disable-pip-version-check", "--target", str(staging),
+             *(str(d) for d in sorted(sources.iterdir()) if (d / "pyproject.toml").is_file())],
+            check=True)
+        try:
+            staging.rename(target)
+        except OSError:  # another run installed it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+TEST_PLUGINS = _install_test_plugins()
+sys.path.insert(0, str(TEST_PLUGINS))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(TEST_PLUGINS), os.environ.get("PYTHONPATH")) if p)
+
+# Legacy Hive databases as users' disks hold them, kept in the repository unmodified (copy a
+# file before opening it). HIVE_STORE_FIXTURES points elsewhere, e.g. at bigger private files.
 FIXTURES = Path(
-    os.environ.get("HIVE_STORE_FIXTURES")
-    or Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "legacy"
+    os.environ.get("HIVE_STORE_FIXTURES") or Path(__file__).parent / "fixtures" / "legacy"
 )
 
 

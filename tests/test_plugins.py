@@ -3,9 +3,9 @@
 post-commit listener) and ``hive-store-broken`` (one plugin that fails to import, one with a
 misspelled hook).
 
-They must be pip-installed (CI does it; so does the README's test command)::
-
-    pip install ./tests/plugins/hive_store_example ./tests/plugins/hive_store_broken
+``tests/conftest.py`` pip-installs them into ``tests/.plugins/`` (only the test run has that on
+its path), so they are found through their entry points like any installed plugin while the
+user's environment never sees them.
 
 Every test uses a fresh :class:`Plugins` (never the process-wide one), so the environment
 variables it sets take effect and nothing leaks into other tests.
@@ -35,7 +35,6 @@ from hive_store.cli import make_cli
 from hive_store.plugins import ENTRY_POINT_GROUP, OWN_DISTRIBUTION, Plugins
 
 PLUGIN_SOURCES = Path(__file__).resolve().parent / "plugins"
-INSTALL_COMMAND = "pip install ./tests/plugins/hive_store_example ./tests/plugins/hive_store_broken"
 TEST_DISTRIBUTIONS = {  # distribution -> its folder (and top-level package) in tests/plugins
     "hive-store-example": "hive_store_example",
     "hive-store-broken": "hive_store_broken",
@@ -81,8 +80,8 @@ def require_test_distributions() -> None:
         pytest.fail(
             "the plugin tests need the test plugin distributions: "
             + "; ".join(problems)
-            + f". Run `{INSTALL_COMMAND}` from the repository root "
-            "(again after changing them: the install is a copy).",
+            + " (tests/conftest.py installs them into tests/.plugins; delete that folder "
+            "to force a new install).",
             pytrace=False,
         )
 

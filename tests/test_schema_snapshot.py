@@ -15,7 +15,6 @@ hive-store's own bookkeeping tables (``hive_store_*`` / ``_hive_store*``) are ig
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sqlite3
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+
+from tests.conftest import legacy_fixture
 
 LEGACY_DB = "hive-ai-v10.db"
 
@@ -190,17 +191,7 @@ SEED_TIMESTAMP_COLUMNS = {
 
 
 def _legacy_dir() -> Path:
-    default = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "legacy"
-    if (default / LEGACY_DB).is_file():
-        return default
-    env = os.environ.get("HIVE_STORE_FIXTURES")
-    if env and (Path(env) / LEGACY_DB).is_file():
-        return Path(env)
-    pytest.fail(
-        f"legacy fixture {LEGACY_DB} not found in {default} "
-        f"nor in HIVE_STORE_FIXTURES={env!r}; the schema snapshot needs it to derive the "
-        "expected schema (point HIVE_STORE_FIXTURES at the folder holding it)"
-    )
+    return legacy_fixture(LEGACY_DB).parent
 
 
 @pytest.fixture(scope="module")
