@@ -601,13 +601,20 @@ def foreign_key_violations(conn: sqlite3.Connection,
             fks = conn.execute("SELECT * FROM pragma_foreign_key_list(?)", (table,)).fetchall()
             pk_cols = [r[1] for r in conn.execute(
                 "SELECT * FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk", (table,))]
+            fk_cols = sorted({fk[3] for fk in fks})
+            wanted = fk_cols + [c for c in pk_cols if c not in fk_cols]
+            rows: dict[int, dict[str, Any]] = {}
+            rowids = sorted({r[1] for r in found if r[1] is not None})
+            select = ", ".join(_q(c) for c in wanted)
+            for i in range(0, len(rowids), 500):  # the rows, 500 at a time
+                chunk = rowids[i:i + 500]
+                for rowid, *values in conn.execute(
+                        f"SELECT rowid, {select} FROM {_q(table)} WHERE rowid IN "
+                        f"({', '.join('?' * len(chunk))})", chunk):
+                    rows[rowid] = dict(zip(wanted, values, strict=True))
         for _table, rowid, parent, fkid in found:
             cols = [fk[3] for fk in fks if fk[0] == fkid]
-            row = None
-            if rowid is not None and cols + pk_cols:
-                row = conn.execute(f"SELECT {', '.join(_q(c) for c in cols + pk_cols)} "
-                                   f"FROM {_q(table)} WHERE rowid = ?", (rowid,)).fetchone()
-            values = dict(zip(cols + pk_cols, row, strict=True)) if row else {}
+            values = rows.get(rowid, {})
             out.append({
                 "table": table, "rowid": rowid, "parent": parent,
                 "columns": cols, "values": {c: values.get(c) for c in cols},

@@ -345,9 +345,18 @@ class SQLiteMigrator:
              lift_holds: bool = False) -> list[Step]:
         """What :meth:`migrate_to` (``to`` given) or :meth:`upgrade` would run; reads only.
 
-        On a legacy database the core's first step has direction ``"adopt"``.
+        On a legacy database the plan starts with the adoption (the core's first step, with
+        direction ``"adopt"``) and the core's later steps, which run in its transaction.
         """
         applied, holds = self._state()
+        adoption: list[Step] = []
+        core = next((s for s in sets if s.namespace == CORE_NAMESPACE), None)
+        if core is not None and self.legacy_state() is not None:
+            adoption = [Step(CORE_NAMESPACE, m, "up" if i else "adopt")
+                        for i, m in enumerate(core.migrations)]
+            applied = [*applied, *(AppliedMigration(CORE_NAMESPACE, m.version, m.name,
+                                                    m.checksum, "", 0.0)
+                                   for m in core.migrations)]
         if to is None:
             only = None
             if namespace is not None:
@@ -359,11 +368,7 @@ class SQLiteMigrator:
         else:
             steps, _ = plan_to(sets, applied, holds, namespace or CORE_NAMESPACE, to,
                                allow_drift=allow_drift, cascade=cascade)
-        if self.legacy_state() is not None:
-            steps = [Step(s.namespace, s.migration, "adopt")
-                     if (s.namespace, s.migration.version) == (CORE_NAMESPACE, 1) else s
-                     for s in steps]
-        return steps
+        return adoption + steps
 
     # -- running -----------------------------------------------------------------------------------
 
