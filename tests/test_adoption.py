@@ -606,3 +606,31 @@ def test_random_legacy_contents_survive_adoption(tmp_path_factory, convs, msgs,
         report = json.loads(conn.execute("SELECT report FROM hive_store_adoption").fetchone()[0])
         remaining = {(t, r) for t, r, _, _ in conn.execute("PRAGMA foreign_key_check")}
         assert remaining == {(v["table"], v["rowid"]) for v in report["violations"]}
+
+
+def test_any_commands_first_open_of_a_legacy_file_shows_progress(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside the command, adoption by any command's first open (not only `migrate`) goes to
+    the terminal progress display; opening a file that needs no adoption shows none."""
+    import contextlib
+
+    import hive_store_migrate.runner as runner
+
+    seen: list[str] = []
+    views: list[int] = []
+
+    @contextlib.contextmanager
+    def view():
+        views.append(1)
+        yield lambda phase, done, total, unit: seen.append(phase)
+
+    monkeypatch.setattr(runner, "_terminal_progress", None)
+    group = make_cli()  # registers the commands, and with them the terminal progress
+    assert runner._terminal_progress is not None
+    monkeypatch.setattr(runner, "_terminal_progress", view)
+    path = copy_fixture("hive-ai-v9.db", tmp_path)
+    result = CliRunner().invoke(group, ["--db", str(path), "init"])
+    assert result.exit_code == 0, result.output
+    assert views == [1] and seen[0] == "backup" and "hive_store_memory 0001 memory" in seen
+    CliRunner().invoke(group, ["--db", str(path), "init"])
+    assert views == [1]

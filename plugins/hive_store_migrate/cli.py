@@ -47,7 +47,8 @@ class ProgressView:
             def render(self, task: Any) -> Text:
                 speed = task.finished_speed or task.speed
                 unit = task.fields.get("unit", "")
-                return Text(f"{speed:,.0f} {unit}/s" if speed else "")
+                shown = speed and unit in ("rows", "pages")  # a rate of statements means little
+                return Text(f"{speed:,.0f} {unit}/s" if shown else "")
 
         self.progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
@@ -81,8 +82,8 @@ class ProgressView:
         self.progress.stop()
 
 
-def _progress() -> ProgressView | None:
-    """A progress view on a terminal, nothing otherwise."""
+def progress_view() -> ProgressView | None:
+    """A progress view on a terminal (stderr), nothing otherwise."""
     return ProgressView() if sys.stderr.isatty() else None
 
 
@@ -166,7 +167,7 @@ def migrate(obj: Any, list_only: bool, to: int | None, namespace: str | None, fo
             raise click.ClickException("no migration runner for this backend")
         sets = obj.plugins.migration_sets()
         holds_before = migrator.holds()
-        view = _progress()
+        view = progress_view()
         t0 = time.perf_counter()
         try:
             if view is not None:
@@ -369,4 +370,4 @@ def schema_diff(obj: Any) -> None:
         raise click.exceptions.Exit(1)
 
 
-__all__ = ["ProgressFn", "ProgressView", "migrate", "schema"]
+__all__ = ["ProgressFn", "ProgressView", "migrate", "progress_view", "schema"]

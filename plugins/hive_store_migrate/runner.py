@@ -30,7 +30,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,18 @@ CREATE TABLE IF NOT EXISTS {HOLDS_TABLE} (
     held_at TEXT NOT NULL
 )"""
 CORE_NAMESPACE = "hive_store"
+
+# Set by the command line (hive_store_migrate registers its commands): a factory for a progress
+# display used when an upgrade adopts a legacy file and no progress callback was given, so the
+# first command a user runs on a big history (`hive-store init`, `memory search`…) shows it too.
+_terminal_progress: Callable[[], Any] | None = None
+
+
+def use_terminal_progress(factory: Callable[[], Any] | None) -> None:
+    """Show adoption progress through ``factory()`` (a context manager yielding a progress
+    callback, or ``None`` when there is no terminal) when no callback is given."""
+    global _terminal_progress
+    _terminal_progress = factory
 
 
 @attrs.frozen
@@ -381,6 +393,12 @@ class SQLiteMigrator:
         only those of that set and the sets it depends on, whose pending migrations alone are
         then applied).
         """
+        if progress is None and _terminal_progress is not None and self.legacy_state():
+            view = _terminal_progress()
+            if view is not None:
+                with view as callback:
+                    return self.upgrade(sets, allow_drift=allow_drift, progress=callback,
+                                        lift_holds=lift_holds, namespace=namespace)
         only = None
         if namespace is not None:
             check_target(sets, namespace, None)
