@@ -123,8 +123,8 @@ class _EmptyDatabase:
 def _step(s: Any, sql: bool = False) -> dict[str, Any]:
     out = {"set": s.namespace, "version": s.migration.version, "name": s.migration.name,
            "direction": s.direction}
-    if sql:
-        out["sql"] = s.sql
+    if sql:  # an "adopt" step runs the adoption plan's SQL (adoption_plan), not the file's
+        out["sql"] = [] if s.direction == "adopt" else s.sql
     return out
 
 
