@@ -200,7 +200,7 @@ class Store:
         self._closed = False
         self._codecs: dict[type, EntityCodec[Any]] = {}
         self._by_table: dict[str, type] = {}
-        for cls in plugins.entities():
+        for cls in plugins.entities(getattr(backend, "dialect", None)):
             codec: EntityCodec[Any] = codec_for(cls)
             if codec.table in self._by_table and self._by_table[codec.table] is not cls:
                 raise PluginError(f"two entities claim the table {codec.table!r}")
@@ -450,7 +450,14 @@ class Store:
     def health(self) -> list[HealthResult]:
         """Run every registered health check (see :mod:`hive_store.health`)."""
         self._check_open()
-        return run_checks(self, self.plugins.health_checks())
+        dialect = getattr(self.backend, "dialect", None)
+        results = run_checks(self, self.plugins.health_checks(dialect))
+        if dialect is not None:
+            results += [HealthResult(
+                name=f"plugin {name}", status="ok",
+                message=f"skipped: works with {', '.join(dialects) or 'no'} backends, this "
+                        f"store is {dialect}") for name, dialects in self.plugins.skipped(dialect)]
+        return results
 
     def status(self) -> dict[str, Any]:
         """Path, size, schema version, row counts and pool settings."""

@@ -35,6 +35,7 @@ from hive_store.errors import (
     StoreClosed,
 )
 from hive_store.url import StoreURL
+from hive_store_sqlite.dialect import DIALECT
 from hive_store_sqlite.pool import Pool, PoolConfig
 
 log = logging.getLogger("hive_store.sqlite")
@@ -94,6 +95,7 @@ class SQLiteBackend:
     """See the module docstring. Built by the plugin's ``hive_store_backend`` hook."""
 
     dialect = "sqlite"
+    sql = DIALECT  # what the migration runner needs to know (hive_store.migrations.SQLDialect)
 
     def __init__(self, url: StoreURL, options: SQLiteOptions,
                  prepare: Callable[[sqlite3.Connection, SQLiteBackend], None]) -> None:
