@@ -24,6 +24,7 @@ from hive_store.errors import (
     PoolTimeout,
     StorageError,
     StoreClosed,
+    TransactionConflict,
     ValidationError,
 )
 from hive_store.hookspecs import hookimpl, hookspec, listens_when
@@ -55,6 +56,7 @@ __all__ = [
     "Store",
     "StoreClosed",
     "ThreadType",
+    "TransactionConflict",
     "ValidationError",
     "__version__",
     "entities",

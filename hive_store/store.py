@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -68,6 +68,7 @@ from hive_store.url import default_url, parse_url
 
 log = logging.getLogger("hive_store")
 E = TypeVar("E")
+T = TypeVar("T")
 
 STAGE_ORDER = (Stage.GENERATOR, Stage.REFINER, Stage.VALIDATOR, Stage.CURATOR)
 
@@ -261,6 +262,24 @@ class Store:
         with self.backend.transaction():
             yield self
 
+    def run_transaction(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` in one transaction and return its result.
+
+        Like ``with store.transaction(): fn()``, except that a backend whose transactions can
+        collide with concurrent ones (PostgreSQL's serialization failures and deadlocks) runs
+        ``fn`` again when that happens, up to its ``retries`` option, before raising
+        :class:`~hive_store.TransactionConflict`. So ``fn`` should only change the store (or
+        do things that are fine to repeat). Inside another transaction it is a savepoint, not
+        retried: the outermost block is what runs again. :meth:`record_consensus` uses it.
+        """
+        self._check_open()
+        run = getattr(self.backend, "run_transaction", None)
+        if run is None:
+            with self.backend.transaction():
+                return fn(*args, **kwargs)
+        result: T = run(lambda: fn(*args, **kwargs))
+        return result
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosed("the store is closed")
@@ -374,17 +393,17 @@ class Store:
                                   "duration_ms": s.duration_ms} for s in outputs]},
             created_at=end,
         )
-        with self.transaction():
-            conversation = self.conversations.add(conversation)
-            stored_messages = self.messages.add_many(messages)
-            knowledge = self.knowledge_conversations.add(knowledge)
-            truth = self.curator_truths.add(truth)
-            usage = self.usage_records.add(usage)
-            conv_usage = self.conversation_usage.add(conv_usage)
-            activity = self.activity_log.add(activity)
-        return ConsensusRun(conversation=conversation, messages=tuple(stored_messages),
-                            knowledge=knowledge, curator_truth=truth, usage=usage,
-                            conversation_usage=conv_usage, activity=activity)
+        def write() -> ConsensusRun:
+            return ConsensusRun(
+                conversation=self.conversations.add(conversation),
+                messages=tuple(self.messages.add_many(messages)),
+                knowledge=self.knowledge_conversations.add(knowledge),
+                curator_truth=self.curator_truths.add(truth),
+                usage=self.usage_records.add(usage),
+                conversation_usage=self.conversation_usage.add(conv_usage),
+                activity=self.activity_log.add(activity))
+
+        return self.run_transaction(write)
 
     def update_conversation_metrics(
         self, conversation_id: str, *, total_cost: float | None = None,

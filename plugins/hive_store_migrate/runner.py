@@ -555,7 +555,8 @@ class SQLiteMigrator:
             except self.sql.errors as exc:
                 raise MigrationError(
                     f"migration {step.namespace} {m.version:04d} ({m.name}) failed at "
-                    f"{'down ' if step.direction == 'down' else ''}statement {index}: {exc}; "
+                    f"{'down ' if step.direction == 'down' else ''}statement {index}: "
+                    f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}; "
                     "nothing of this run was applied"
                 ) from None
             if progress is not None:
