@@ -118,7 +118,13 @@ def _listing(obj: Any, migrator: Any, sets: Any, to: int | None, namespace: str,
     applied = migrator.applied()
     steps = migrator.plan(sets, namespace=namespace, to=to, allow_drift=allow_drift or not dry_run)
     legacy = migrator.legacy_state()
+    versions: dict[str, int] = {}
+    for a in applied:
+        versions[a.namespace] = max(a.version, versions.get(a.namespace, 0))
+    versions = dict(sorted(versions.items(), key=lambda kv: (kv[0] != "hive_store", kv[0])))
     data = {
+        "schema_versions": versions,
+        "hive_schema_version": migrator.hive_schema_version(),
         "legacy": legacy.describe() if legacy else None,
         "applied": [attrs.asdict(a) for a in applied],
         "pending": [{"set": s.namespace, "version": s.migration.version,
@@ -127,6 +133,10 @@ def _listing(obj: Any, migrator: Any, sets: Any, to: int | None, namespace: str,
     }
 
     def human() -> None:
+        from hive_store.cli import describe_versions
+
+        # a legacy file's own version is in the adoption line below
+        click.echo(describe_versions(versions, None if legacy else data["hive_schema_version"]))
         if legacy:
             click.echo(f"legacy Hive database ({legacy.describe()}): it will be adopted first "
                        "(backup next to the file)")

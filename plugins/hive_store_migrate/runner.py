@@ -299,6 +299,19 @@ class SQLiteMigrator:
 
     # -- adoption ----------------------------------------------------------------------------------
 
+    def hive_schema_version(self) -> int | None:
+        """The version the old Hive apps' runner recorded in the file (``max(version)`` of
+        their ``schema_migrations``, which adoption leaves as it was), or ``None``."""
+        with self.backend.connection() as conn:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                "AND name = 'schema_migrations'").fetchone():
+                return None
+            try:
+                version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+            except sqlite3.Error:
+                return None
+        return version if isinstance(version, int) else None
+
     def legacy_state(self) -> Any:
         with self.backend.connection() as conn:
             return detect(conn, RECORD_TABLE)
