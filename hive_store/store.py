@@ -316,10 +316,10 @@ class Store:
 
     def detach_service(self, name: str) -> object | None:
         """Remove the service ``name`` (the caller closes it); returns it, or ``None``."""
-        service = self._services.pop(name, None)
-        if service is not None:
-            self.__dict__.pop(name, None)
-        return service
+        if name not in self._services:
+            return None
+        self.__dict__.pop(name, None)
+        return self._services.pop(name)
 
     # -- transactions -------------------------------------------------------------------------
 

@@ -252,7 +252,7 @@ def test_every_command_and_option_shown(world: dict[str, Any], case: Case) -> No
 
 
 def test_help_of_every_command_and_the_version(world: dict[str, Any]) -> None:
-    for path, command in walk(CLI):
+    for path, _command in walk(CLI):
         for flag in ("--help", "-h"):
             result = invoke(world["env"], [*path, flag])
             assert result.exit_code == 0 and result.output.startswith("Usage: "), path
