@@ -12,6 +12,12 @@ loop's own thread. Pass ``inline_reads=False`` to :func:`open` to send every cal
 A transaction (``async with store.transaction():``) runs all its calls on one dedicated
 thread, because a SQLite transaction belongs to one connection and one thread.
 
+:class:`AsyncStore` has everything :class:`hive_store.Store` has (``tests/test_aio.py`` compares
+their public surfaces): repositories, domain operations and facts as coroutines, and the services
+plugins attach (``await store.memory.search("wal")``): a plugin's own async counterpart
+(``hive_store_async_services``) or an :class:`AsyncService`, whose methods run in the worker
+threads.
+
 Cancellation: a cancelled task never leaves a transaction half-applied. A single call runs to
 completion in its thread (committed whole or not at all) even if the awaiting task is
 cancelled; inside ``async with store.transaction()`` the cancellation propagates out of the

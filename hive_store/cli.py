@@ -135,13 +135,15 @@ JSON_HELP = "Machine-readable JSON output."
 
 
 def _late_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        ctx.find_object(CLIContext).db = value  # type: ignore[union-attr]
+    obj = ctx.find_object(CLIContext)
+    if value is not None and obj is not None:
+        obj.db = value
 
 
 def _late_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.find_object(CLIContext).json = True  # type: ignore[union-attr]
+    obj = ctx.find_object(CLIContext)
+    if value and obj is not None:
+        obj.json = True
 
 
 def add_global_options(command: click.Command) -> None:
