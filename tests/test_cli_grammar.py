@@ -136,7 +136,7 @@ def invoke(env: dict[str, Any], args: list[str]) -> Result:
 
 # times, durations, new ids, and counters of background threads and the pool
 VOLATILE = re.compile(r"seconds|duration|_ms$|^ms$|age_s|_at$|elapsed|^id$|_id$|"
-                      r"^passes$|^checkouts$")
+                      r"^passes$|^checkouts$|^phases$")
 STAMP = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[.\d]*(?:[+-]\d\d:\d\d|Z)?|"
                    r"\d{8}T\d{6,}Z?|"
                    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -146,6 +146,8 @@ def masked(value: Any, key: str = "") -> Any:
     """JSON output without what differs between two runs of the same command (times,
     durations, new ids; what the health checks measured, e.g. while quickstart's memory
     indexer works: their names and statuses stay)."""
+    if VOLATILE.search(key):
+        return "<volatile>"
     if isinstance(value, dict):
         if key == "checks[]" and "status" in value:  # health measured while threads work
             return {"name": value.get("name"), "status": value["status"]}
@@ -154,8 +156,6 @@ def masked(value: Any, key: str = "") -> Any:
         return [masked(v, "checks[]") for v in value]
     if isinstance(value, list):
         return [masked(v, key) for v in value]
-    if VOLATILE.search(key) and isinstance(value, int | float | str):
-        return "<volatile>"
     if isinstance(value, str):
         return STAMP.sub("<t>", value)
     return value
