@@ -82,14 +82,14 @@ def escape(value: object) -> str:
 
 def describe_versions(schema_versions: Mapping[str, int],
                       hive_schema_version: int | None = None) -> str:
-    """One line for people: each migration set's version, and the old Hive apps' version of
-    an adopted file (see the README's "Versions")."""
+    """One line for people: each migration set's version, and the version in the old Hive
+    apps' own record, ``schema_migrations`` (see the README's "Versions")."""
     sets = ", ".join(f"{ns} {v}" + (" (the Hive schema)" if ns == "hive_store" else "")
                      for ns, v in schema_versions.items()) or "none applied"
     line = f"schema versions: {sets}"
     if hive_schema_version is not None:
-        line += (f"; adopted from the Hive apps' schema version {hive_schema_version} "
-                 "(their schema_migrations, kept as it was)")
+        line += (f"; Hive's own record: version {hive_schema_version} (schema_migrations, "
+                 "what the old Hive apps read)")
     return line
 
 

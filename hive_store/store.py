@@ -543,9 +543,9 @@ class Store:
 
         Versions (see the README's "Versions"): ``package_version`` is hive-store's;
         ``schema_versions`` the applied version of each migration set (``schema_version`` is
-        the core set's, ``hive_store``); ``hive_schema_version`` the version the old Hive apps
-        recorded in a file hive-store adopted (their ``schema_migrations``, kept as it was;
-        ``None`` for a file hive-store created), when the migration plugin can tell.
+        the core set's, ``hive_store``); ``hive_schema_version`` the highest version in the old
+        Hive apps' own record (their ``schema_migrations``; ``None`` without one), when the
+        migration plugin can tell.
         """
         self._check_open()
         from hive_store import __version__

@@ -130,26 +130,26 @@ def test_one_version_story(tmp_path: Path) -> None:
     assert out.startswith(f"hive-store {package} (the package;") and "migrate --list" in out
 
     db = tmp_path / "new.db"
-    init = invoke("--db", str(db), "init").output
-    assert "schema versions: hive_store 2 (the Hive schema), hive_store_d1 1" in init
+    core = json.loads(invoke("--db", str(db), "--json", "init").output)["schema_version"]
+    hive = "Hive's own record: version 13 (schema_migrations, what the old Hive apps read)"
+    line = f"schema versions: hive_store {core} (the Hive schema), hive_store_d1 1"
+    for command in (["init"], ["status"], ["migrate", "--list"], ["quickstart"]):
+        output = invoke("--db", str(db), *command).output
+        assert line in output and hive in output, (command, output)
     status = json.loads(invoke("--db", str(db), "--json", "status").output)
-    assert status["package_version"] == package and status["hive_schema_version"] is None
-    assert status["schema_version"] == status["schema_versions"]["hive_store"] == 2
+    assert status["package_version"] == package and status["hive_schema_version"] == 13
+    assert status["schema_version"] == status["schema_versions"]["hive_store"] == core
     assert status["schema_versions"]["hive_store_memory"] >= 1
-    human = invoke("--db", str(db), "status").output
-    assert f"hive-store {package}; schema versions: hive_store 2 (the Hive schema)" in human
+    assert f"hive-store {package}; schema versions" in invoke("--db", str(db), "status").output
 
     legacy = tmp_path / "legacy.db"
     shutil.copy(legacy_fixture("hive-ai-v10.db"), legacy)
     listing = invoke("--db", str(legacy), "migrate", "--list").output
-    assert listing.startswith("schema versions: none applied\n")
+    assert listing.startswith("schema versions: none applied; Hive's own record: version 10")
     assert "legacy Hive database (Hive schema version 10)" in listing
     assert invoke("--db", str(legacy), "migrate").exit_code == 0
-    adopted = "adopted from the Hive apps' schema version 10"
-    for command in (["status"], ["migrate", "--list"], ["init"]):
-        assert adopted in invoke("--db", str(legacy), *command).output, command
     data = json.loads(invoke("--db", str(legacy), "--json", "migrate", "--list").output)
-    assert data["hive_schema_version"] == 10 and data["schema_versions"]["hive_store"] == 2
+    assert data["hive_schema_version"] == 13 and data["schema_versions"]["hive_store"] == core
 
 
 # -- markup from data is printed as it is --------------------------------------------------

@@ -21,6 +21,7 @@ import attrs
 import click
 import pytest
 from click.testing import CliRunner, Result
+from hive_store_migrate import core_migrations
 
 from hive_store.cli import make_cli
 from tests.conftest import legacy_fixture
@@ -32,7 +33,7 @@ CLI = make_cli()
 SAMPLES = {
     "text": "wal", "question": "tell me more about wal checkpoints",
     "dest": "{scratch}/copy.db", "src": "{backup}", "plot_to": "{scratch}/plot.png",
-    "to": "2", "namespace": "hive_store",
+    "to": str(core_migrations().migrations[-1].version), "namespace": "hive_store",  # no-op
     "since": "2026-01-01", "until": "2026-01-31", "now": "2026-01-01T00:00:00+00:00",
     "conversation_id": "{conversation}", "tables": "messages", "chunk": "10",
     "options": "wal_warn_bytes=1073741824", "threshold": "0.2",
