@@ -109,7 +109,8 @@ def drop(url: str) -> None:
 
 
 def reset(url: str, tables: tuple[str, ...] | None = None) -> None:
-    """Empty ``tables`` (default: every table but the migration record) of a database."""
+    """Empty ``tables`` (in this order: children first) or every table but the migration
+    record of a database."""
     import psycopg
 
     srv = server()
@@ -121,7 +122,11 @@ def reset(url: str, tables: tuple[str, ...] | None = None) -> None:
             tables = tuple(r[0] for r in conn.execute(
                 "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = "
                 "'public'::regnamespace AND relname NOT LIKE 'hive_store_migration%'"))
-        conn.execute(("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE").encode())
+            conn.execute(("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
+                          + " CASCADE").encode())
+            return
+        # a few small tables, children first: DELETE is ~40x faster than TRUNCATE here
+        conn.execute("; ".join(f'DELETE FROM "{t}"' for t in tables).encode())
 
 
 def open_new(**options: Any) -> Any:

@@ -81,6 +81,8 @@ class PostgresRepository(Generic[E]):
             + f" WHERE {self._pk} = %s") if rest else None
         self._sql_delete = f"DELETE FROM {self._table} WHERE {self._pk} = %s"
         self._sql_copy = f"COPY {self._table} ({self._cols}) FROM STDIN"
+        self._marks = f"({', '.join(marks)})"
+        self._sql_insert_n: dict[int, str] = {}
         self._what_add = f"adding {c.name}"
         pk_field = c.field(c.pk)
         self._pk_type: type | None = (
@@ -383,28 +385,33 @@ class PostgresRepository(Generic[E]):
         return self._writing(rows, lambda: self._in_transaction(what, insert))
 
     def _insert_each(self, conn: Any, items: list[E], rows: list[tuple[Any, ...]]) -> list[E]:
-        """Rows some of whose keys PostgreSQL assigns: one pipelined INSERT … RETURNING each."""
+        """Rows some of whose keys PostgreSQL assigns: one INSERT … RETURNING each (a
+        multi-row RETURNING has no documented order to match keys to rows by)."""
         codec, pk = self.codec, self.codec.pk
         self._bump_identity(conn, (r[self._pk_index] for r in rows))
-        cursors: list[Any] = []
-        with conn.pipeline():
-            for row in rows:
-                values = self._pg(row)
-                if row[self._pk_index] is None:
-                    cursors.append(conn.execute(self._sql_insert_auto,
-                                                [values[i] for i in self._non_pk]))
-                else:
-                    conn.execute(self._sql_insert, values)
-                    cursors.append(None)
-        return [entity if cur is None else codec.evolve(entity, **{pk: cur.fetchone()[0]})
-                for entity, cur in zip(items, cursors, strict=True)]
+        stored: list[E] = []
+        for entity, row in zip(items, rows, strict=True):
+            values = self._pg(row)
+            if row[self._pk_index] is None:
+                key = conn.execute(self._sql_insert_auto,
+                                   [values[i] for i in self._non_pk]).fetchone()[0]
+                stored.append(codec.evolve(entity, **{pk: key}))
+            else:
+                conn.execute(self._sql_insert, values)
+                stored.append(entity)
+        return stored
 
     def _insert_rows(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
         """COPY for batches (the codec's values in COPY's text form: booleans as 0/1 are
-        valid boolean input), a pipelined ``executemany`` for a few rows."""
+        valid boolean input); one multi-row ``INSERT … VALUES (…), (…)`` below
+        :data:`_COPY_FROM` rows (one round trip, one statement per batch size)."""
         if len(rows) < _COPY_FROM:
-            with conn.cursor() as cur:
-                cur.executemany(self._sql_insert, [self._pg(r) for r in rows])
+            sql = self._sql_insert_n.get(len(rows))
+            if sql is None:
+                sql = self._sql_insert_n[len(rows)] = (
+                    f"INSERT INTO {self._table} ({self._cols}) VALUES "
+                    + ", ".join([self._marks] * len(rows)))
+            conn.execute(sql, [v for r in rows for v in self._pg(r)])
             return
         with conn.cursor() as cur, cur.copy(self._sql_copy) as copy:
             write = copy.write_row
