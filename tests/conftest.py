@@ -163,12 +163,18 @@ def any_store(backend_url: str) -> Iterator[hive_store.Store]:
 
 
 @pytest.fixture(params=("sqlite-file", "postgresql"))
-def isolated_store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[hive_store.Store]:
-    """A store on each backend whose connections are isolated from each other (not an
-    in-memory SQLite store, whose threads share one connection)."""
-    url = f"sqlite://{db_path}" if request.param == "sqlite-file" else str(
-        request.getfixturevalue("pg_url"))
-    with hive_store.open(url) as s:
+def isolated_url(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """The URL of a fresh store on each backend whose connections are isolated from each
+    other (not an in-memory SQLite store, whose threads share one connection)."""
+    if request.param == "sqlite-file":
+        return f"sqlite://{db_path}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def isolated_store(isolated_url: str) -> Iterator[hive_store.Store]:
+    """An open store on :func:`isolated_url`, closed after the test."""
+    with hive_store.open(isolated_url) as s:
         yield s
 
 
@@ -205,19 +211,20 @@ def table_digest(conn, table: str) -> str:
 
 
 def isolated_plugins(*extra: object) -> hive_store.plugins.Plugins:
-    """hive-store's core plugins only: the SQLite backend, the migration runner and the health
-    plugin, registered exactly as from their entry points (other plugins installed in the
+    """hive-store's core plugins only: the SQLite and PostgreSQL backends, the migration runner
+    and the health plugin, registered exactly as from their entry points (other plugins installed in the
     environment stay out), plus ``extra`` plugin objects."""
     import hive_store_health
     import hive_store_migrate
+    import hive_store_postgres
     import hive_store_sqlite
 
     from hive_store.plugins import Plugins
 
     p = Plugins(entry_points=False)
     p.ensure_loaded()
-    for name, module in (("sqlite", hive_store_sqlite), ("migrate", hive_store_migrate),
-                         ("health", hive_store_health)):
+    for name, module in (("sqlite", hive_store_sqlite), ("postgres", hive_store_postgres),
+                         ("migrate", hive_store_migrate), ("health", hive_store_health)):
         p.register(module, name=name, distribution="hive-store", builtin=True)
     for i, obj in enumerate(extra):
         p.register(obj, name=f"test-extra-{i}")

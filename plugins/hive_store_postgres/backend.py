@@ -8,13 +8,17 @@ from PostgreSQL's own concurrency control:
 * **Repository operations of several statements** (``update``, ``add_many``) run in a
   transaction of their own, with row locks where they read before writing (``SELECT … FOR
   UPDATE``), and are retried after a deadlock or serialization failure.
-* **``transaction()`` blocks** run at ``SERIALIZABLE`` (option ``isolation``): the same
-  guarantee as SQLite's single writer — the block behaves as if no other transaction ran
-  during it. Where SQLite makes a second writer wait, PostgreSQL lets both run and rolls one
-  back with a serialization failure (:class:`hive_store.TransactionConflict`) if they
-  collided. A ``with`` block cannot be run again by the library;
+* **``transaction()`` blocks** run at ``REPEATABLE READ`` (option ``isolation``): the block
+  reads one snapshot, and if it updates or deletes a row that another transaction changed
+  after that snapshot, it is rolled back with :class:`hive_store.TransactionConflict`
+  instead of overwriting that change (where SQLite makes the second writer wait, PostgreSQL
+  lets both run and stops the one that would lose an update). Blocks that insert never
+  collide. A ``with`` block cannot be run again by the library;
   :meth:`PostgresBackend.run_transaction` (``Store.run_transaction``, used by
-  ``record_consensus``) can, and does.
+  ``record_consensus``) can, and does. ``isolation="serializable"`` also refuses write
+  skew, but PostgreSQL then tracks reads by index page and concurrent blocks that only
+  insert with time-ordered keys (hive-store's) collide often: measured, not assumed
+  (tests/test_concurrency.py runs the write/read test at the default).
 * **A failed statement inside a transaction** leaves the transaction usable, as in SQLite:
   every statement of a ``transaction()`` block runs under a savepoint (PostgreSQL would
   otherwise abort the whole transaction at the first error). Work that is known to be all or

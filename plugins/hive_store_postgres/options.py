@@ -50,9 +50,14 @@ class PostgresOptions:
         (``None``: the server's setting)
     :ivar lock_timeout: seconds a statement waits for a row or table lock before giving up
         with :class:`hive_store.DatabaseLocked` (``None``: the server's setting)
-    :ivar isolation: the isolation level of ``transaction()`` blocks: ``"serializable"``
-        (the default: the same guarantee as SQLite's one writer), ``"repeatable_read"`` or
-        ``"read_committed"``
+    :ivar isolation: the isolation level of ``transaction()`` blocks and
+        ``run_transaction()``: ``"repeatable_read"`` (the default: one snapshot for the whole
+        block, and a block that updates or deletes a row another transaction changed since
+        its snapshot is rolled back with :class:`hive_store.TransactionConflict` instead of
+        losing that change), ``"serializable"`` (also refuses write skew, at the price of
+        conflicts between blocks that only insert: PostgreSQL tracks reads by index page) or
+        ``"read_committed"`` (each statement sees the latest commits; a read-modify-write can
+        lose a concurrent update)
     :ivar retries: how many times an operation hive-store can safely run again (a single
         write, ``update``, ``add_many``, ``record_consensus``, ``run_transaction``) is retried
         after a serialization failure or a deadlock
@@ -70,7 +75,7 @@ class PostgresOptions:
     connect_timeout: float = 10.0
     statement_timeout: float | None = None
     lock_timeout: float | None = None
-    isolation: str = "serializable"
+    isolation: str = "repeatable_read"
     retries: int = 10
     application_name: str = "hive-store"
     read_only: bool = False
