@@ -211,9 +211,9 @@ def table_digest(conn, table: str) -> str:
 
 
 def isolated_plugins(*extra: object) -> hive_store.plugins.Plugins:
-    """hive-store's core plugins only: the SQLite and PostgreSQL backends, the migration runner
-    and the health plugin, registered exactly as from their entry points (other plugins installed in the
-    environment stay out), plus ``extra`` plugin objects."""
+    """hive-store's core plugins only: the SQLite and PostgreSQL backends, the migration
+    runner and the health plugin, registered exactly as from their entry points (other
+    plugins installed in the environment stay out), plus ``extra`` plugin objects."""
     import hive_store_health
     import hive_store_migrate
     import hive_store_postgres

@@ -32,7 +32,10 @@ class PostgresDialect:
 
     def lock_migrations(self, conn: Any) -> None:
         """Another process's migration run waits here until this transaction ends (as for
-        SQLite's write lock), then finds nothing left to do."""
+        SQLite's write lock), then finds nothing left to do. The first statement of the
+        transaction: it becomes READ COMMITTED, so that what the runner reads after the wait
+        is what the other run committed (a snapshot taken before the wait would not see it)."""
+        conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))",
                      (MIGRATION_LOCK & 0x7FFFFFFF,))
 
