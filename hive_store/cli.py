@@ -197,6 +197,9 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
             + describe_versions(facts["schema_versions"], facts["hive_schema_version"])))
 
     cli.add_command(quickstart)
+    from hive_store._copy_cli import copy_command
+
+    cli.add_command(copy_command)
 
     @cli.command()
     @pass_ctx

@@ -204,6 +204,23 @@ class Plugins:
         self._meta[registered] = (distribution, version, builtin)
         return registered
 
+    def without(self, hooks: Sequence[str]) -> Plugins:
+        """A new plugin set with this one's plugins except those that implement any of
+        ``hooks`` (``hive-store copy`` writes without the plugins that act on writes)."""
+        self.ensure_loaded()
+        other = Plugins(entry_points=False)
+        other._loaded = True
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None or other.pm.has_plugin(name):
+                continue
+            implemented = {c.name for c in self.pm.get_hookcallers(plugin) or []}
+            if implemented & set(hooks):
+                continue
+            dist, version, builtin = self._meta.get(name, (None, None, False))
+            other.register(plugin, name=name, distribution=dist, version=version,
+                           builtin=builtin)
+        return other
+
     def unregister(self, name: str) -> None:
         """Remove a registered plugin (e.g. at the end of a test)."""
         plugin = self.pm.get_plugin(name)
