@@ -18,6 +18,8 @@ Operations, each through hive-store's public API (``--plugins core`` except the 
 * ``iter``: ``messages.iter()`` over the first 100k rows (µs per row)
 * ``record_consensus``: one run (11 rows over 7 tables), deleted again after the measurement
   so the cached file keeps its size
+* ``raw get``, ``raw find``, ``raw count_scan``: the same reads in raw ``sqlite3`` (growth
+  that raw shows too comes from SQLite or the page cache, not from hive-store)
 * ``memory.search``: two words of a random message (the memory plugin; its index is built
   once per size in a copy of the file, up to ``--memory-max`` rows)
 
@@ -43,6 +45,8 @@ from typing import Any
 
 from common import (
     BATCH_ROWS,
+    SQL_FIND_MSG,
+    SQL_GET_MSG,
     SQL_INSERT_CONV,
     SQL_INSERT_MSG,
     SQL_INSERT_MSG_BATCH,
@@ -60,7 +64,8 @@ import hive_store
 from hive_store import StageOutput
 
 BUILD_VERSION = 1  # bump when the generated data changes: cached files are rebuilt
-OPS = ("get", "find", "count", "count_scan", "iter", "record_consensus", "memory.search")
+OPS = ("get", "find", "count", "count_scan", "iter", "record_consensus", "memory.search",
+       "raw get", "raw find", "raw count_scan")
 
 
 def parse_size(text: str) -> int:
@@ -233,6 +238,31 @@ def measure_core(path: Path, repeats: int, quick: bool) -> dict[str, dict[str, f
                 runs.append(run.conversation_id)
             return k
 
+        # The same reads in raw sqlite3: growth that raw shows too is SQLite's (or the page
+        # cache's), not hive-store's.
+        raw = raw_connect(path)
+        cur = raw.cursor()
+
+        def raw_gets() -> int:
+            for key in ids:
+                cur.execute(SQL_GET_MSG, (key,)).fetchall()
+            return len(ids)
+
+        def raw_finds() -> int:
+            for cid in convs:
+                cur.execute(SQL_FIND_MSG, (cid,)).fetchall()
+            return len(convs)
+
+        def raw_count_scan() -> int:
+            cur.execute("SELECT count(*) FROM messages WHERE role = ?", ("user",)).fetchall()
+            return 1
+
+        try:
+            out["raw get"] = per_op(raw_gets, repeats)
+            out["raw find"] = per_op(raw_finds, repeats)
+            out["raw count_scan"] = per_op(raw_count_scan, max(2, repeats - 2))
+        finally:
+            raw.close()
         out["get"] = per_op(gets, repeats)
         out["find"] = per_op(finds, repeats)
         out["count"] = per_op(counts, repeats)
