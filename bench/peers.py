@@ -427,12 +427,14 @@ def summarise(key: str, name: str, unit: str, systems: Sequence[str],
               measured: dict[str, list[Measured]],
               statements: dict[str, dict[str, float]]) -> dict[str, Any]:
     rates = {n: [m.rate for m in measured[n]] for n in systems}
+    cpu = {n: [m.cpu_rate for m in measured[n]] for n in systems}
     out: dict[str, Any] = {"key": key, "name": name, "unit": unit,
                            "rounds": len(next(iter(rates.values()))), "systems": {}}
     for n in systems:
         entry: dict[str, Any] = {"rate": spread(rates[n])}
         if "raw" in rates:
             entry["ratio_to_raw"] = _ratio_spread(rates[n], rates["raw"])
+            entry["ratio_to_raw_cpu"] = _ratio_spread(cpu[n], cpu["raw"])
         entry["returns"] = TYPES.get(LABELS[n], "")
         if LABELS[n] in statements:
             entry["statements_per_op"] = statements[LABELS[n]]
@@ -452,6 +454,10 @@ def summarise(key: str, name: str, unit: str, systems: Sequence[str],
             vs["best_orm"] = spread([ours[i] / max(rates[p][i] for p in orms) for i in rounds])
         out["hive_store_vs"] = vs
         out["met"] = {k: v["median"] >= TARGETS[k] for k, v in vs.items()}
+        if peers:  # the same from CPU time: steadier on a loaded machine, blind to I/O waits
+            c = cpu["hive-store"]
+            out["hive_store_vs_cpu"] = {"best_peer": spread(
+                [c[i] / max(cpu[p][i] for p in peers) for i in rounds])}
     return out
 
 
@@ -481,6 +487,9 @@ def print_table(results: Sequence[dict[str, Any]], systems: Sequence[str]) -> No
         vs = res.get("hive_store_vs", {}).get("best_peer")
         if vs:
             line += f"  {vs['median']:6.2f} ({vs['min']:.2f}-{vs['max']:.2f})"
+            cpu = res.get("hive_store_vs_cpu", {}).get("best_peer")
+            if cpu:
+                line += f" cpu {cpu['median']:.2f}"
         print(line)
         if "writes" in res:
             line = f"{'  same runs: writes/s':<44} {'writes/s':<10}"

@@ -96,10 +96,11 @@ def peers_table(doc: dict[str, Any]) -> str:
     systems = list(scs[0]["systems"])
     lines = [source(doc["machine"], "peers"), "",
              "Rates are medians over the rounds; (xraw) is the median per-round ratio to raw "
-             "`sqlite3`. The last column is hive-store ÷ the best peer, per round: median "
-             "(min-max).", "",
-             "| scenario | " + " | ".join(systems) + " | hive-store ÷ best peer |",
-             "|---|" + "---|" * len(systems) + "---|"]
+             "`sqlite3`. The last columns are hive-store ÷ the best peer, per round: median "
+             "(min-max), and the same from process CPU time (steadier on a loaded machine, "
+             "blind to I/O waits).", "",
+             "| scenario | " + " | ".join(systems) + " | hive-store ÷ best peer | cpu |",
+             "|---|" + "---|" * len(systems) + "---|---|"]
     missed = []
     for sc in scs:
         cells = []
@@ -108,11 +109,14 @@ def peers_table(doc: dict[str, Any]) -> str:
             cells.append(f"{num(e['rate']['median'])} ({r2(e['ratio_to_raw']['median'])}x)")
         vs = sc.get("hive_store_vs", {}).get("best_peer")
         best = (f"{r2(vs['median'])} ({r2(vs['min'])}-{r2(vs['max'])})" if vs else "—")
+        cpu = sc.get("hive_store_vs_cpu", {}).get("best_peer")
+        best += f" | {r2(cpu['median'])}" if cpu else " | —"
         lines.append(f"| {sc['name']} ({sc['unit']}) | " + " | ".join(cells) + f" | {best} |")
         if "writes" in sc:
             cells = [f"{num(sc['writes'][s]['rate']['median'])} "
                      f"({r2(sc['writes'][s]['ratio_to_raw']['median'])}x)" for s in systems]
-            lines.append("| same runs: the writer (writes/s) | " + " | ".join(cells) + " | — |")
+            lines.append("| same runs: the writer (writes/s) | " + " | ".join(cells)
+                         + " | — | — |")
         names = {"best_peer": "the best peer", "sa-core": "SQLAlchemy Core",
                  "sqlite-utils": "sqlite-utils", "best_orm": "2x the best ORM"}
         for k, ok in sc.get("met", {}).items():
