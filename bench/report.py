@@ -43,11 +43,16 @@ def source(m: dict[str, Any], script: str, runs: int = 1) -> str:
     kind = ("**`--quick` smoke run: not the project's numbers**" if m.get("quick")
             else "full run" if runs == 1 else f"{runs} full runs combined")
     load = m.get("loadavg_start", ["?"])[0], m.get("loadavg_end", ["?"])[0]
+    cpus = m.get("cpu_count") or 1
+    busy = max((x for x in load if isinstance(x, (int, float))), default=0) > cpus / 2
+    warning = (" **Taken on a loaded machine (load average above half the CPUs): other work "
+               "competed for the CPUs, so wall-time numbers are noisy and low; the cpu "
+               "column is steadier.**" if busy else "")
     return (f"`python bench/{script}.py`, {kind}, {m['date'][:10]}: hive-store {m['hive_store']}, "
             f"Python {m['python']}, SQLite {m['sqlite_version']}"
             + (f", {versions}" if versions else "")
             + f"; {m['cpu_count']} CPUs, {m['platform']}; load average {load[0]} at the start, "
-            f"{load[1]} at the end.")
+            f"{load[1]} at the end.{warning}")
 
 
 # -- run.py ---------------------------------------------------------------------------------------
