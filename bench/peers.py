@@ -15,8 +15,8 @@ of a 1M-row table; peak Python memory of one extra run), ``concurrency`` (4 read
 getting by id + 1 writer thread adding single rows, for a fixed time; reads/s and writes/s).
 
 Method: rounds are interleaved and rotated (round r runs every system once, starting with the
-r-th), only the operation is timed. Before the timed rounds each system runs each scenario once
-untraced-timed but traced: the PRAGMAs of every connection it used must equal everyone else's
+r-th), only the operation is timed. Before the timed rounds each system runs each scenario once,
+untimed and traced: the PRAGMAs of every connection it used must equal everyone else's
 and the statements it ran are counted per operation. The rows each system wrote are compared
 with the input rows (values and SQLite types: identical digests), and every system's reads
 must return the same values (typed systems: the same instant). Any mismatch stops the run
@@ -100,6 +100,7 @@ class Peers:
                  rounds: int | None) -> None:
         self.ws, self.sizes, self.systems, self.rounds = ws, sizes, list(systems), rounds
         self.data = Data()
+        self.memory = True  # the tracemalloc run of ``stream``
         self._writes: MessageSet | None = None
         self._read: tuple[Path, MessageSet] | None = None
 
@@ -314,8 +315,6 @@ class Peers:
                 result["peak_kib"][LABELS[sys_name]] = round(peak_kib(
                     self.read_trial(sys_name, "stream", stream_path, (), s.stream_rows)))
         return result
-
-    memory = True
 
     def traced(self, key: str, make: Callable[[str], Trial]) -> dict[str, dict[str, float]]:
         """One untimed, traced run per system: PRAGMAs of every connection, statements/op."""
