@@ -37,7 +37,7 @@ def r2(x: float) -> str:
     return "—" if x != x else f"{x:.2f}"
 
 
-def source(m: dict[str, Any], script: str, runs: int = 1) -> str:
+def source(m: dict[str, Any], script: str, runs: int = 1, cpu: bool = True) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()
                          if v and k in ("SQLAlchemy", "peewee", "sqlite-utils"))
     kind = ("**`--quick` smoke run: not the project's numbers**" if m.get("quick")
@@ -46,8 +46,8 @@ def source(m: dict[str, Any], script: str, runs: int = 1) -> str:
     cpus = m.get("cpu_count") or 1
     busy = max((x for x in load if isinstance(x, (int, float))), default=0) > cpus / 2
     warning = (" **Taken on a loaded machine (load average above half the CPUs): other work "
-               "competed for the CPUs, so wall-time numbers are noisy and low; the cpu "
-               "column is steadier.**" if busy else "")
+               "competed for the CPUs, so wall-time numbers are noisy and low"
+               + ("; the cpu column is steadier.**" if cpu else ".**") if busy else "")
     return (f"`python bench/{script}.py`, {kind}, {m['date'][:10]}: hive-store {m['hive_store']}, "
             f"Python {m['python']}, SQLite {m['sqlite_version']}"
             + (f", {versions}" if versions else "")
@@ -152,7 +152,7 @@ def scale_table(doc: dict[str, Any]) -> str:
         v = int(n)
         return f"{v // 1_000_000}M" if v >= 1_000_000 else f"{v // 1_000}k"
 
-    lines = [source(doc["machine"], "scale"), "",
+    lines = [source(doc["machine"], "scale", cpu=False), "",
              "µs per operation (iter: per row; count_scan: one whole count), median (min-max) "
              "of the repeats; slope: log-log growth from each size to the next (0 flat, 1 "
              "linear).", "",
