@@ -325,7 +325,8 @@ def plot(result: dict[str, Any], out: Path) -> None:
         ys = [per_size[n]["median"] for n in per_size]
         lo = [per_size[n]["median"] - per_size[n]["min"] for n in per_size]
         hi = [per_size[n]["max"] - per_size[n]["median"] for n in per_size]
-        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=op)
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=op,
+                    linestyle="--" if op.startswith("raw") else "-")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("messages in the table")
