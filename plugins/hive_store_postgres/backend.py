@@ -273,12 +273,13 @@ class PostgresBackend:
         """``fn(connection)`` outside a transaction (one statement commits on its own); run
         again after a deadlock, up to ``retries`` times."""
         attempt = 0
+        give_up = time.monotonic() + self.options.retry_timeout
         while True:
             conn = self._checkout()
             try:
                 return fn(conn)
             except Exception as exc:
-                if not (retryable(exc) and attempt < self.options.retries):
+                if not (retryable(exc) and self._again(attempt, give_up)):
                     raise translate_error(exc, what) if not isinstance(
                         exc, HiveStoreError) else exc from None
                 self._count_retry(exc)
@@ -286,6 +287,10 @@ class PostgresBackend:
                 self._checkin(conn)
             attempt += 1
             _backoff(attempt)
+
+    def _again(self, attempt: int, give_up: float) -> bool:
+        """Whether a colliding operation runs once more (``retries``, ``retry_timeout``)."""
+        return attempt < self.options.retries and time.monotonic() < give_up
 
     def _count_retry(self, exc: BaseException) -> None:
         key = "deadlock" if getattr(exc, "sqlstate", None) == "40P01" else "serialization"
@@ -339,19 +344,21 @@ class PostgresBackend:
 
     def run_transaction(self, fn: Callable[[], T], *, what: str = "",
                         isolation: str | None = None) -> T:
-        """``fn()`` in a transaction, run again (up to ``retries`` times, with a growing random
-        pause) after a serialization failure or a deadlock. Inside a transaction it is a
-        savepoint and is not retried: the outermost transaction is what can run again."""
+        """``fn()`` in a transaction, run again (with a growing random pause, up to ``retries``
+        times and ``retry_timeout`` seconds) after a serialization failure or a deadlock.
+        Inside a transaction it is a savepoint and is not retried: the outermost transaction
+        is what can run again."""
         if getattr(self._local, "tx", None) is not None:
             with self.transaction(what=what):
                 return fn()
         attempt = 0
+        give_up = time.monotonic() + self.options.retry_timeout
         while True:
             try:
                 with self.transaction(what=what, isolation=isolation, guard=False):
                     return fn()
             except HiveStoreError as exc:
-                if not (retryable(exc) and attempt < self.options.retries):
+                if not (retryable(exc) and self._again(attempt, give_up)):
                     raise
                 self._count_retry(exc)
             attempt += 1

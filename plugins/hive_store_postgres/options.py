@@ -58,9 +58,12 @@ class PostgresOptions:
         conflicts between blocks that only insert: PostgreSQL tracks reads by index page) or
         ``"read_committed"`` (each statement sees the latest commits; a read-modify-write can
         lose a concurrent update)
-    :ivar retries: how many times an operation hive-store can safely run again (a single
-        write, ``update``, ``add_many``, ``record_consensus``, ``run_transaction``) is retried
-        after a serialization failure or a deadlock
+    :ivar retries: how many times at most an operation hive-store can safely run again (a
+        single write, ``update``, ``add_many``, ``record_consensus``, ``run_transaction``) is
+        retried after a serialization failure or a deadlock ...
+    :ivar retry_timeout: ... and for how many seconds at most (the counterpart of SQLite's
+        ``busy_timeout``: writers that collide take turns instead of failing), with a random
+        pause growing from 1 ms to 0.2 s between attempts
     :ivar application_name: shown in ``pg_stat_activity``
     :ivar read_only: refuse every write (``default_transaction_read_only`` on every
         connection too)
@@ -76,7 +79,8 @@ class PostgresOptions:
     statement_timeout: float | None = None
     lock_timeout: float | None = None
     isolation: str = "repeatable_read"
-    retries: int = 10
+    retries: int = 1000
+    retry_timeout: float = 30.0
     application_name: str = "hive-store"
     read_only: bool = False
 
@@ -95,8 +99,9 @@ class PostgresOptions:
             raise ConfigurationError(
                 f"isolation must be one of {', '.join(ISOLATION_LEVELS)}")
         if not isinstance(self.retries, int) or isinstance(self.retries, bool) or not (
-                0 <= self.retries <= 1000):
-            raise ConfigurationError("retries must be an integer from 0 to 1000")
+                0 <= self.retries <= 1_000_000):
+            raise ConfigurationError("retries must be an integer from 0 to 1000000")
+        _seconds("retry_timeout", self.retry_timeout, allow_none=False, allow_zero=True)
         if not isinstance(self.application_name, str) or not self.application_name.isprintable():
             raise ConfigurationError("application_name must be printable text")
         for name in ("test_on_checkout", "read_only"):
