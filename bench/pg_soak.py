@@ -1,4 +1,4 @@
-"""Many writers on one PostgreSQL store (issue 18, item 5): 8 processes × 4 threads recording
+"""Many writers on one PostgreSQL store (issue 18, item 5): 8 processes x 4 threads recording
 consensus runs and updating the same rows for 60 s, then the checks of tests/pg_soak.py.
 
     python bench/pg_soak.py [--seconds 60] [--processes 8] [--threads 4] [--url URL]
@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import hive_store  # noqa: E402
-from tests.pg_soak import run  # noqa: E402
+import hive_store
+from tests.pg_soak import run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Many writers on one PostgreSQL store (issue 18, item 5): processes × threads recording
+"""Many writers on one PostgreSQL store (issue 18, item 5): processes x threads recording
 consensus runs and updating the same rows, with readers checking that no run is ever seen in
 part. Used by tests/test_postgres_soak.py (short) and bench/pg_soak.py (60 s, figures).
 

@@ -1,4 +1,4 @@
-"""Many writers on one PostgreSQL store (issue 18, item 5), short: 8 processes × 4 threads
+"""Many writers on one PostgreSQL store (issue 18, item 5), short: 8 processes x 4 threads
 recording consensus runs and updating the same rows (tests/pg_soak.py; bench/pg_soak.py runs
 it for 60 s and reports the figures). ``HIVE_STORE_SOAK_SECONDS`` lengthens it."""
 
