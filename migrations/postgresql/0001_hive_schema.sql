@@ -13,7 +13,9 @@
 --     key moves the sequence past it first: the backend does that, never a reused key)
 -- Foreign keys are DEFERRABLE INITIALLY IMMEDIATE: checked after each statement as in SQLite,
 -- and deferrable to COMMIT by the migration runner's down steps (SQLite's defer_foreign_keys).
--- The index on consensus_facts.topics is on its text (json has no btree ordering).
+-- The index on consensus_facts.topics is on its text (json has no btree ordering). Index
+-- columns sort NULLs as SQLite does (first ascending, last descending), so that ordered
+-- reads, which ask for SQLite's NULL order, can walk them.
 
 CREATE TABLE users (
     id text COLLATE "C" PRIMARY KEY,
@@ -502,193 +504,193 @@ CREATE TABLE consensus_facts (
     metadata json NOT NULL DEFAULT '{}'
 );
 
-CREATE INDEX idx_configurations_user ON configurations (user_id);
+CREATE INDEX idx_configurations_user ON configurations (user_id NULLS FIRST);
 
-CREATE INDEX idx_models_provider ON openrouter_models (provider_id);
+CREATE INDEX idx_models_provider ON openrouter_models (provider_id NULLS FIRST);
 
-CREATE INDEX idx_pipeline_profiles_user ON pipeline_profiles (user_id);
+CREATE INDEX idx_pipeline_profiles_user ON pipeline_profiles (user_id NULLS FIRST);
 
-CREATE INDEX idx_conversations_user ON conversations (user_id);
+CREATE INDEX idx_conversations_user ON conversations (user_id NULLS FIRST);
 
-CREATE INDEX idx_conversations_profile ON conversations (consensus_profile_id);
+CREATE INDEX idx_conversations_profile ON conversations (consensus_profile_id NULLS FIRST);
 
-CREATE INDEX idx_messages_conversation ON messages (conversation_id);
+CREATE INDEX idx_messages_conversation ON messages (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_usage_user ON usage_records (user_id);
+CREATE INDEX idx_usage_user ON usage_records (user_id NULLS FIRST);
 
-CREATE INDEX idx_usage_timestamp ON usage_records ("timestamp");
+CREATE INDEX idx_usage_timestamp ON usage_records ("timestamp" NULLS FIRST);
 
-CREATE INDEX idx_budget_user ON budget_limits (user_id);
+CREATE INDEX idx_budget_user ON budget_limits (user_id NULLS FIRST);
 
-CREATE INDEX idx_models_name ON openrouter_models (name);
+CREATE INDEX idx_models_name ON openrouter_models (name NULLS FIRST);
 
-CREATE INDEX idx_models_provider_name ON openrouter_models (provider_name);
+CREATE INDEX idx_models_provider_name ON openrouter_models (provider_name NULLS FIRST);
 
-CREATE INDEX idx_profiles_name ON pipeline_profiles (name);
+CREATE INDEX idx_profiles_name ON pipeline_profiles (name NULLS FIRST);
 
-CREATE INDEX idx_profiles_default ON pipeline_profiles (is_default);
+CREATE INDEX idx_profiles_default ON pipeline_profiles (is_default NULLS FIRST);
 
-CREATE INDEX idx_usage_conversation ON conversation_usage (conversation_id);
+CREATE INDEX idx_usage_conversation ON conversation_usage (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_usage_timestamp_legacy ON conversation_usage ("timestamp");
+CREATE INDEX idx_usage_timestamp_legacy ON conversation_usage ("timestamp" NULLS FIRST);
 
-CREATE INDEX idx_knowledge_conversations_id ON knowledge_conversations (conversation_id);
+CREATE INDEX idx_knowledge_conversations_id ON knowledge_conversations (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_knowledge_conversations_created ON knowledge_conversations (created_at DESC);
+CREATE INDEX idx_knowledge_conversations_created ON knowledge_conversations (created_at DESC NULLS LAST);
 
-CREATE INDEX idx_knowledge_conversations_question ON knowledge_conversations (question);
+CREATE INDEX idx_knowledge_conversations_question ON knowledge_conversations (question NULLS FIRST);
 
-CREATE INDEX idx_curator_truths_conv ON curator_truths (conversation_id);
+CREATE INDEX idx_curator_truths_conv ON curator_truths (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_curator_truths_confidence ON curator_truths (confidence_score DESC);
+CREATE INDEX idx_curator_truths_confidence ON curator_truths (confidence_score DESC NULLS LAST);
 
-CREATE INDEX idx_conversation_context_conv ON conversation_context (conversation_id);
+CREATE INDEX idx_conversation_context_conv ON conversation_context (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_conversation_context_ref ON conversation_context (referenced_conversation_id);
+CREATE INDEX idx_conversation_context_ref ON conversation_context (referenced_conversation_id NULLS FIRST);
 
-CREATE INDEX idx_conversation_context_type ON conversation_context (context_type);
+CREATE INDEX idx_conversation_context_type ON conversation_context (context_type NULLS FIRST);
 
-CREATE INDEX idx_conversation_topics_conv ON conversation_topics (conversation_id);
+CREATE INDEX idx_conversation_topics_conv ON conversation_topics (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_conversation_keywords_conv ON conversation_keywords (conversation_id);
+CREATE INDEX idx_conversation_keywords_conv ON conversation_keywords (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_improvement_patterns_conv ON improvement_patterns (conversation_id);
+CREATE INDEX idx_improvement_patterns_conv ON improvement_patterns (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_improvement_patterns_type ON improvement_patterns (improvement_type);
+CREATE INDEX idx_improvement_patterns_type ON improvement_patterns (improvement_type NULLS FIRST);
 
-CREATE INDEX idx_improvement_patterns_question_type ON improvement_patterns (question_type);
+CREATE INDEX idx_improvement_patterns_question_type ON improvement_patterns (question_type NULLS FIRST);
 
-CREATE INDEX idx_improvement_patterns_stages ON improvement_patterns (from_stage, to_stage);
+CREATE INDEX idx_improvement_patterns_stages ON improvement_patterns (from_stage NULLS FIRST, to_stage NULLS FIRST);
 
-CREATE INDEX idx_conversation_threads_child ON conversation_threads (child_conversation_id);
+CREATE INDEX idx_conversation_threads_child ON conversation_threads (child_conversation_id NULLS FIRST);
 
-CREATE INDEX idx_conversation_threads_parent ON conversation_threads (parent_conversation_id);
+CREATE INDEX idx_conversation_threads_parent ON conversation_threads (parent_conversation_id NULLS FIRST);
 
-CREATE INDEX idx_conversation_threads_type ON conversation_threads (thread_type);
+CREATE INDEX idx_conversation_threads_type ON conversation_threads (thread_type NULLS FIRST);
 
-CREATE INDEX idx_conversation_threads_created ON conversation_threads (created_at DESC);
+CREATE INDEX idx_conversation_threads_created ON conversation_threads (created_at DESC NULLS LAST);
 
-CREATE INDEX idx_pending_sync_user ON pending_sync (user_id);
+CREATE INDEX idx_pending_sync_user ON pending_sync (user_id NULLS FIRST);
 
-CREATE INDEX idx_pending_sync_created ON pending_sync (created_at);
+CREATE INDEX idx_pending_sync_created ON pending_sync (created_at NULLS FIRST);
 
-CREATE INDEX idx_pending_sync_attempts ON pending_sync (sync_attempts);
+CREATE INDEX idx_pending_sync_attempts ON pending_sync (sync_attempts NULLS FIRST);
 
-CREATE INDEX idx_provider_performance_model ON provider_performance (model_internal_id);
+CREATE INDEX idx_provider_performance_model ON provider_performance (model_internal_id NULLS FIRST);
 
-CREATE INDEX idx_provider_performance_provider ON provider_performance (provider_name);
+CREATE INDEX idx_provider_performance_provider ON provider_performance (provider_name NULLS FIRST);
 
-CREATE INDEX idx_provider_performance_variant ON provider_performance (routing_variant);
+CREATE INDEX idx_provider_performance_variant ON provider_performance (routing_variant NULLS FIRST);
 
-CREATE INDEX idx_provider_performance_measured ON provider_performance (measured_at DESC);
+CREATE INDEX idx_provider_performance_measured ON provider_performance (measured_at DESC NULLS LAST);
 
-CREATE INDEX idx_provider_performance_success ON provider_performance (success_rate DESC);
+CREATE INDEX idx_provider_performance_success ON provider_performance (success_rate DESC NULLS LAST);
 
-CREATE INDEX idx_provider_performance_latency ON provider_performance (avg_latency_ms ASC);
+CREATE INDEX idx_provider_performance_latency ON provider_performance (avg_latency_ms ASC NULLS FIRST);
 
-CREATE INDEX idx_model_rankings_model ON model_rankings (model_internal_id);
+CREATE INDEX idx_model_rankings_model ON model_rankings (model_internal_id NULLS FIRST);
 
-CREATE INDEX idx_model_rankings_source ON model_rankings (ranking_source);
+CREATE INDEX idx_model_rankings_source ON model_rankings (ranking_source NULLS FIRST);
 
-CREATE INDEX idx_model_rankings_position ON model_rankings (rank_position ASC);
+CREATE INDEX idx_model_rankings_position ON model_rankings (rank_position ASC NULLS FIRST);
 
-CREATE INDEX idx_model_rankings_collected ON model_rankings (collected_at DESC);
+CREATE INDEX idx_model_rankings_collected ON model_rankings (collected_at DESC NULLS LAST);
 
-CREATE INDEX idx_model_rankings_period ON model_rankings (period_start, period_end);
+CREATE INDEX idx_model_rankings_period ON model_rankings (period_start NULLS FIRST, period_end NULLS FIRST);
 
-CREATE INDEX idx_model_rankings_score ON model_rankings (relative_score DESC);
+CREATE INDEX idx_model_rankings_score ON model_rankings (relative_score DESC NULLS LAST);
 
-CREATE INDEX idx_consensus_metrics_conv ON consensus_metrics (conversation_id);
+CREATE INDEX idx_consensus_metrics_conv ON consensus_metrics (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_consensus_metrics_improvement ON consensus_metrics (improvement_score DESC);
+CREATE INDEX idx_consensus_metrics_improvement ON consensus_metrics (improvement_score DESC NULLS LAST);
 
-CREATE INDEX idx_consensus_metrics_complexity ON consensus_metrics (question_complexity);
+CREATE INDEX idx_consensus_metrics_complexity ON consensus_metrics (question_complexity NULLS FIRST);
 
-CREATE INDEX idx_consensus_metrics_category ON consensus_metrics (question_category);
+CREATE INDEX idx_consensus_metrics_category ON consensus_metrics (question_category NULLS FIRST);
 
-CREATE INDEX idx_consensus_metrics_rating ON consensus_metrics (user_rating DESC);
+CREATE INDEX idx_consensus_metrics_rating ON consensus_metrics (user_rating DESC NULLS LAST);
 
-CREATE INDEX idx_consensus_metrics_created ON consensus_metrics (created_at DESC);
+CREATE INDEX idx_consensus_metrics_created ON consensus_metrics (created_at DESC NULLS LAST);
 
-CREATE INDEX idx_cost_analytics_conv ON cost_analytics (conversation_id);
+CREATE INDEX idx_cost_analytics_conv ON cost_analytics (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_cost_analytics_cost ON cost_analytics (total_cost DESC);
+CREATE INDEX idx_cost_analytics_cost ON cost_analytics (total_cost DESC NULLS LAST);
 
-CREATE INDEX idx_cost_analytics_efficiency ON cost_analytics (cost_efficiency_score DESC);
+CREATE INDEX idx_cost_analytics_efficiency ON cost_analytics (cost_efficiency_score DESC NULLS LAST);
 
-CREATE INDEX idx_cost_analytics_created ON cost_analytics (created_at DESC);
+CREATE INDEX idx_cost_analytics_created ON cost_analytics (created_at DESC NULLS LAST);
 
-CREATE INDEX idx_cost_analytics_budget ON cost_analytics (budget_utilized_percentage DESC);
+CREATE INDEX idx_cost_analytics_budget ON cost_analytics (budget_utilized_percentage DESC NULLS LAST);
 
-CREATE INDEX idx_feature_usage_conv ON feature_usage (conversation_id);
+CREATE INDEX idx_feature_usage_conv ON feature_usage (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_feature_usage_created ON feature_usage (created_at DESC);
+CREATE INDEX idx_feature_usage_created ON feature_usage (created_at DESC NULLS LAST);
 
-CREATE INDEX idx_feature_usage_fallbacks ON feature_usage (fallback_events DESC);
+CREATE INDEX idx_feature_usage_fallbacks ON feature_usage (fallback_events DESC NULLS LAST);
 
-CREATE INDEX idx_feature_usage_switches ON feature_usage (provider_switches DESC);
+CREATE INDEX idx_feature_usage_switches ON feature_usage (provider_switches DESC NULLS LAST);
 
-CREATE INDEX idx_profile_templates_name ON profile_templates (name);
+CREATE INDEX idx_profile_templates_name ON profile_templates (name NULLS FIRST);
 
-CREATE INDEX idx_profile_templates_auto_update ON profile_templates (auto_update);
+CREATE INDEX idx_profile_templates_auto_update ON profile_templates (auto_update NULLS FIRST);
 
-CREATE INDEX idx_profile_templates_effectiveness ON profile_templates (effectiveness_score DESC);
+CREATE INDEX idx_profile_templates_effectiveness ON profile_templates (effectiveness_score DESC NULLS LAST);
 
-CREATE INDEX idx_profile_templates_usage ON profile_templates (usage_count DESC);
+CREATE INDEX idx_profile_templates_usage ON profile_templates (usage_count DESC NULLS LAST);
 
-CREATE INDEX idx_profile_templates_expert ON profile_templates (expert_mode);
+CREATE INDEX idx_profile_templates_expert ON profile_templates (expert_mode NULLS FIRST);
 
-CREATE INDEX idx_model_selection_conv ON model_selection_history (conversation_id);
+CREATE INDEX idx_model_selection_conv ON model_selection_history (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_model_selection_template ON model_selection_history (template_used);
+CREATE INDEX idx_model_selection_template ON model_selection_history (template_used NULLS FIRST);
 
-CREATE INDEX idx_model_selection_feedback ON model_selection_history (user_feedback DESC);
+CREATE INDEX idx_model_selection_feedback ON model_selection_history (user_feedback DESC NULLS LAST);
 
-CREATE INDEX idx_model_selection_created ON model_selection_history (created_at DESC);
+CREATE INDEX idx_model_selection_created ON model_selection_history (created_at DESC NULLS LAST);
 
-CREATE INDEX idx_performance_metrics_conv ON performance_metrics (conversation_id);
+CREATE INDEX idx_performance_metrics_conv ON performance_metrics (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_performance_metrics_timestamp ON performance_metrics ("timestamp" DESC);
+CREATE INDEX idx_performance_metrics_timestamp ON performance_metrics ("timestamp" DESC NULLS LAST);
 
-CREATE INDEX idx_performance_metrics_duration ON performance_metrics (total_duration);
+CREATE INDEX idx_performance_metrics_duration ON performance_metrics (total_duration NULLS FIRST);
 
-CREATE INDEX idx_performance_metrics_cost ON performance_metrics (total_cost);
+CREATE INDEX idx_performance_metrics_cost ON performance_metrics (total_cost NULLS FIRST);
 
-CREATE INDEX idx_activity_log_event ON activity_log (event_type);
+CREATE INDEX idx_activity_log_event ON activity_log (event_type NULLS FIRST);
 
-CREATE INDEX idx_activity_log_created ON activity_log (created_at DESC);
+CREATE INDEX idx_activity_log_created ON activity_log (created_at DESC NULLS LAST);
 
-CREATE INDEX idx_activity_log_conversation ON activity_log (conversation_id);
+CREATE INDEX idx_activity_log_conversation ON activity_log (conversation_id NULLS FIRST);
 
-CREATE INDEX idx_activity_log_user ON activity_log (user_id);
+CREATE INDEX idx_activity_log_user ON activity_log (user_id NULLS FIRST);
 
-CREATE INDEX idx_activity_log_stage ON activity_log (stage);
+CREATE INDEX idx_activity_log_stage ON activity_log (stage NULLS FIRST);
 
-CREATE UNIQUE INDEX idx_conversation_usage_token_unique ON conversation_usage (conversation_token) WHERE conversation_token IS NOT NULL;
+CREATE UNIQUE INDEX idx_conversation_usage_token_unique ON conversation_usage (conversation_token NULLS FIRST) WHERE conversation_token IS NOT NULL;
 
-CREATE INDEX idx_conversation_usage_license_key ON conversation_usage (license_key);
+CREATE INDEX idx_conversation_usage_license_key ON conversation_usage (license_key NULLS FIRST);
 
-CREATE INDEX idx_conversation_usage_timestamp ON conversation_usage ("timestamp");
+CREATE INDEX idx_conversation_usage_timestamp ON conversation_usage ("timestamp" NULLS FIRST);
 
-CREATE INDEX idx_conversation_usage_verified ON conversation_usage (verified);
+CREATE INDEX idx_conversation_usage_verified ON conversation_usage (verified NULLS FIRST);
 
-CREATE INDEX idx_licenses_user_id ON licenses (user_id);
+CREATE INDEX idx_licenses_user_id ON licenses (user_id NULLS FIRST);
 
-CREATE INDEX idx_licenses_key ON licenses ("key");
+CREATE INDEX idx_licenses_key ON licenses ("key" NULLS FIRST);
 
-CREATE INDEX idx_daily_usage_user_date ON daily_usage_summary (user_id, "date");
+CREATE INDEX idx_daily_usage_user_date ON daily_usage_summary (user_id NULLS FIRST, "date" NULLS FIRST);
 
-CREATE INDEX idx_daily_usage_date ON daily_usage_summary ("date");
+CREATE INDEX idx_daily_usage_date ON daily_usage_summary ("date" NULLS FIRST);
 
-CREATE INDEX idx_consensus_facts_fingerprint ON consensus_facts (semantic_fingerprint);
+CREATE INDEX idx_consensus_facts_fingerprint ON consensus_facts (semantic_fingerprint NULLS FIRST);
 
-CREATE INDEX idx_consensus_facts_created_at ON consensus_facts (created_at);
+CREATE INDEX idx_consensus_facts_created_at ON consensus_facts (created_at NULLS FIRST);
 
-CREATE INDEX idx_consensus_facts_topics ON consensus_facts (((topics::text)));
+CREATE INDEX idx_consensus_facts_topics ON consensus_facts (((topics::text)) NULLS FIRST);
 
-CREATE INDEX idx_consensus_facts_access_count ON consensus_facts (access_count);
+CREATE INDEX idx_consensus_facts_access_count ON consensus_facts (access_count NULLS FIRST);
 
-CREATE INDEX idx_consensus_facts_confidence ON consensus_facts (curator_confidence);
+CREATE INDEX idx_consensus_facts_confidence ON consensus_facts (curator_confidence NULLS FIRST);
 
 -- @down
 DROP TABLE IF EXISTS consensus_facts;

@@ -6,7 +6,8 @@ column's native type (``%s::timestamptz``, ``::date``, ``::json``) and booleans 
 ``bool``. What SQLite does implicitly is spelled out so that both backends answer alike:
 
 * text compares, sorts and matches in code point order (the schema's ``COLLATE "C"``);
-* ``NULL`` sorts first ascending and last descending (``NULLS FIRST`` / ``NULLS LAST``);
+* ``NULL`` sorts first ascending and last descending (``NULLS FIRST`` / ``NULLS LAST`` on
+  nullable fields; the schema's indexes are built in that order);
 * ``like``/``contains``/``search`` fold ASCII letters only, as SQLite's ``LIKE`` does;
 * JSON fields compare and sort by their text (the ``json`` type keeps it as written);
 * without ``order_by`` rows come in primary-key order (SQLite: rowid order; the same for
@@ -63,6 +64,7 @@ class PostgresRepository(Generic[E]):
         self._pk_index = c.columns.index(c.pk)
         self._non_pk = [i for i, n in enumerate(c.columns) if n != c.pk]
         self._bools = [i for i, n in enumerate(c.columns) if self._kinds[n] == "bool"]
+        self._nullable = {fi.name for fi in c.fields if fi.nullable and fi.name != c.pk}
         marks = [f"%s{_CASTS.get(self._kinds[n], '')}" for n in c.columns]
         self._sql_get = f"SELECT {self._cols} FROM {self._table} WHERE {self._pk} = %s"
         self._sql_get_locked = f"{self._sql_get} FOR UPDATE"
@@ -227,7 +229,10 @@ class PostgresRepository(Generic[E]):
             desc = spec.startswith("-")
             name = spec.lstrip("-+")
             self.codec.field(name)
-            parts.append(f"{self._expr(name)}{' DESC NULLS LAST' if desc else ' NULLS FIRST'}")
+            # SQLite's NULL order (first ascending, last descending), spelled out only for
+            # nullable fields: on a NOT NULL column it would keep an index from serving it
+            nulls = (" NULLS LAST" if desc else " NULLS FIRST") if name in self._nullable else ""
+            parts.append(f"{self._expr(name)}{' DESC' if desc else ''}{nulls}")
         return " ORDER BY " + ", ".join(parts) if parts else ""
 
     def _iterable(self, name: str, value: Any) -> Iterable[Any]:
