@@ -112,7 +112,9 @@ def test_search_ranks_highlights_and_returns_entities(mem_store: hive_store.Stor
     # stemming: "checkpoints" finds "checkpoint"; every word must occur
     assert [h.key for h in mem_store.memory.search("checkpoints WAL",
                                                    kinds=["knowledge_conversations"])] == [k1.id]
-    assert mem_store.memory.search("checkpoint GIL") == []
+    # no entry has every word: then the entries with any of them, ranked
+    assert {h.key for h in mem_store.memory.search("checkpoint GIL")} == {k1.id, k2.id}
+    assert mem_store.memory.search("checkpoint GIL", advanced=True) == []  # AND
 
 
 def test_every_indexed_table_is_searched(mem_store: hive_store.Store, conv: Conversation) -> None:
@@ -193,7 +195,9 @@ def test_advanced_syntax(mem_store: hive_store.Store) -> None:
     assert [h.key for h in mem.search("locking NOT mvcc", advanced=True, kinds=kinds)] == [a.id]
     assert [h.key for h in mem.search("postg*", advanced=True, kinds=kinds)] == [b.id]
     assert [h.key for h in mem.search("title: sqlite", advanced=True, kinds=kinds)] == [a.id]
-    assert mem.search("sqlite OR postgres", kinds=kinds) == []  # OR is a word when quoted
+    # without advanced=True operators are words: NOT excludes nothing
+    assert b.id in {h.key for h in mem.search("locking NOT mvcc", kinds=kinds)}
+    assert [h.key for h in mem.search("postg*", kinds=kinds)] == []  # * is no wildcard
 
 
 @pytest.mark.parametrize("query", ['foo AND (', '"unterminated', 'nosuchcolumn: x', 'AND',
@@ -234,8 +238,13 @@ def test_advanced_search_raises_only_validation_errors(searchable: hive_store.St
 
 def test_nul_and_surrogates_in_user_text(searchable: hive_store.Store) -> None:
     assert searchable.memory.search("asyncio\x00") != []
-    # a lone surrogate cannot go to SQLite (UTF-8): it is replaced, and is not a token
-    assert searchable.memory.search("\ud800 asyncio") == searchable.memory.search("asyncio")
+    # a lone surrogate is not Unicode text: SQLite (UTF-8) cannot take it
+    for call in (lambda: searchable.memory.search("\ud800 asyncio"),
+                 lambda: searchable.memory.search("a\udfff", advanced=True),
+                 lambda: searchable.memory.context_for("what about \ud800?"),
+                 lambda: searchable.memory.theme_of("\ud800")):
+        with pytest.raises(hive_store.ValidationError, match="surrogate"):
+            call()
 
 
 def test_diacritics_fold(searchable: hive_store.Store) -> None:
@@ -453,9 +462,11 @@ def test_health_ok_and_closed_store(db_path: Path) -> None:
     assert result.status == "ok", result.message
     memory = store.memory
     store.close()
-    assert "memory" not in store.__dict__
-    with pytest.raises(hive_store.StoreClosed):
-        memory.search("q")
+    for call in (lambda: memory.search("q"), lambda: store.memory.search("q"),
+                 lambda: store.memory.themes(), lambda: store.memory.context_for("q"),
+                 lambda: store.memory.status(), lambda: store.memory.flush()):
+        with pytest.raises(hive_store.StoreClosed):
+            call()
 
 
 def test_doc_text_matches_the_sql(mem_store: hive_store.Store, conv: Conversation) -> None:
