@@ -101,8 +101,8 @@ def translate_error(exc: sqlite3.Error, what: str = "") -> Exception:
         error = StorageError(f"{prefix}the database cannot be written ({msg})")
     else:
         error = StorageError(f"{prefix}{msg}")
-    error.sqlite_errorcode = extended  # type: ignore[attr-defined]
-    error.sqlite_errorname = getattr(exc, "sqlite_errorname", None)  # type: ignore[attr-defined]
+    vars(error).update(sqlite_errorcode=extended,
+                       sqlite_errorname=getattr(exc, "sqlite_errorname", None))
     return error
 
 
