@@ -61,7 +61,7 @@ FULL_TEXT_LIMIT = 5
 CANDIDATES = 60  # newest entries of a window that are looked at
 THEME_CANDIDATES = 40  # best members of each of the question's themes
 QUESTION_THEME_FACTOR = 0.5  # a question is short: it may match a theme at half the threshold
-MIN_RELEVANCE = 0.08  # cosine similarity an entry needs to be about the question
+MIN_RELEVANCE = 0.16  # cosine similarity an entry needs to be about the question
 PARENT_MIN = 0.05  # … to be taken as the conversation a follow-up continues
 CONTEXT_FTS_KINDS = ("knowledge_conversations", "consensus_facts", "curator_truths")
 
@@ -210,6 +210,15 @@ class Contexts:
                                        kinds=CONTEXT_FTS_KINDS, since=None,
                                        until=when.isoformat(),
                                        exclude_conversation=conversation_id)
+            if q_vec:  # BM25 finds the words; keep the hits that are about the question
+                hit_counts = [term_counts(*ix.doc_text(h.kind, h.entity)) for h in hits]
+                missing = set().union(*(set(c) for c in hit_counts)) - set(df) \
+                    if hit_counts else set()
+                if missing:
+                    with memory._read() as conn:
+                        df.update(memory.theming.document_frequencies(conn, sorted(missing)))
+                hits = [h for h, c in zip(hits, hit_counts, strict=True)
+                        if _cosine(q_vec, _unit(c, df, documents)) >= MIN_RELEVANCE]
             added = 0
             for hit in hits:
                 if added >= FULL_TEXT_LIMIT:

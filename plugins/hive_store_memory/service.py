@@ -366,7 +366,7 @@ class Memory:
             if themes and self.auto_assign:
                 assigned = self.theming.assign_waiting(
                     pause, budget=self.read_assign if budget is not None else None)
-                if assigned and pause is not None:
+                if assigned and budget is None:  # the indexer, flush(): topics when due
                     self._topics_in_background()
             if not assigned:
                 return True, 0  # indexed; an entry the embedder failed on has no theme

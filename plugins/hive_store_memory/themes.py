@@ -358,26 +358,34 @@ class Theming:
 
     def assign_waiting(self, pause: Pause | None = None, *, budget: int | None = None) -> bool:
         """Put the entries waiting for a theme (above the ``assign_from`` frontier) into
-        themes, in write order, moving the frontier; at most ``budget`` entries (``None``:
-        all). An entry the embedder fails on is passed over and stays without a theme (the
-        health check says so; ``assign()`` or ``recluster`` catch up): the error is recorded,
-        not raised. Returns whether everything succeeded (and ``budget`` was not reached)."""
+        themes, in write order, moving the frontier, one slice at a time (``pause()`` between
+        slices; the assignment lock is held for a slice only). With a ``budget`` (a read) at
+        most that many entries, and nothing when the indexer is assigning right now (the read
+        uses the themes as they stand). An entry the embedder fails on is passed over and
+        stays without a theme (the health check says so; ``assign()`` or ``recluster`` catch
+        up): the error is recorded, not raised. Returns whether everything succeeded."""
         ok = True
         done = 0
         memory = self.memory
-        with self.assign_lock:
-            while pause is None or pause():
+        first = True
+        while True:
+            if not first and pause is not None and not pause():
+                return ok
+            first = False
+            if budget is not None and done >= budget:
+                return ok  # the rest is the indexer's
+            if not self.assign_lock.acquire(blocking=budget is None):
+                return ok  # the indexer is at it
+            try:
                 with memory._read() as conn:
                     memory._ready(conn)
                     if self.stale(conn):
                         self.warn_stale()
                         return ok
                     entries = self.unassigned(conn, None, self.meta_int(conn, ix.FRONTIER),
-                                              self.batch)
+                                              max(1, 2 * self._per_round))
                 if not entries:
                     return ok
-                if budget is not None and done >= budget:
-                    return ok  # the rest is the indexer's
                 try:
                     vectors = self.embed(entries)
                 except HiveStoreError as exc:
@@ -387,8 +395,9 @@ class Theming:
                     with memory._write() as conn:  # pass them over (they stay without a theme)
                         self.advance(conn, entries[-1][0].doc_id)
                     continue
-                done += self._assign_rounds(entries, vectors, pause, frontier=True)
-        return ok
+                done += self._round(entries, vectors, frontier=True)
+            finally:
+                self.assign_lock.release()
 
     def assign(self, keys: Iterable[str] | None = None, *, batch: int = 2000) -> int:
         """Put these (or all) knowledge entries without a theme into themes (explicitly)."""

@@ -39,7 +39,7 @@ import numpy as np
 
 from hive_store_memory.clustering import idf
 
-SIMILARITY = 0.10  # average cosine similarity at which two groups of themes still merge
+SIMILARITY = 0.08  # average cosine similarity at which two groups of themes still merge
 MIN_SHARE = 0.02  # a topic holds at least 2% of the entries (so: at most 50 topics)
 CORE_MAX = 1500  # themes clustered pairwise (the largest); the others join the nearest topic
 VECTOR_TERMS = 100
