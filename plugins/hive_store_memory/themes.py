@@ -359,23 +359,26 @@ class Theming:
     def assign_waiting(self, pause: Pause | None = None, *, budget: int | None = None) -> bool:
         """Put the entries waiting for a theme (above the ``assign_from`` frontier) into
         themes, in write order, moving the frontier, one slice at a time (``pause()`` between
-        slices; the assignment lock is held for a slice only). With a ``budget`` (a read) at
-        most that many entries, and nothing when the indexer is assigning right now (the read
-        uses the themes as they stand). An entry the embedder fails on is passed over and
+        slices; the assignment lock is held for a slice only). With a ``budget`` (a read)
+        nothing when more entries wait than that (the read uses the themes as they stand). An entry the embedder fails on is passed over and
         stays without a theme (the health check says so; ``assign()`` or ``recluster`` catch
         up): the error is recorded, not raised. Returns whether everything succeeded."""
         ok = True
         done = 0
         memory = self.memory
         first = True
+        if budget is not None:
+            with memory._read() as conn:
+                memory._ready(conn)
+                if self.waiting(conn) > budget:
+                    return ok  # a large backlog is the indexer's: use the themes as they stand
         while True:
             if not first and pause is not None and not pause():
                 return ok
             first = False
             if budget is not None and done >= budget:
                 return ok  # the rest is the indexer's
-            if not self.assign_lock.acquire(blocking=budget is None):
-                return ok  # the indexer is at it
+            self.assign_lock.acquire()  # held by anyone for one slice at most
             try:
                 with memory._read() as conn:
                     memory._ready(conn)
