@@ -68,9 +68,11 @@ def test_writes_only_log_and_the_indexer_catches_up_without_a_search(db_path: Pa
             [knowledge(f"sqlite wal question {i}", f"checkpoint answer uniq{i}x",
                        conversation_id=conv.id) for i in range(30)])
         store.messages.add(Message(conversation_id=conv.id, role="user", content="hello there"))
-        eventually(lambda: caught_up(store), "the indexer applied the log and assigned themes")
         indexer = store.memory.indexer
-        assert indexer is not None and indexer.running and indexer.passes >= 1
+        assert indexer is not None
+        eventually(lambda: caught_up(store) and indexer.passes >= 1,
+                   "the indexer applied the log and assigned themes")
+        assert indexer.running
         st = backlog(store)
         assert st.documents["knowledge_conversations"] == 30 and st.themes >= 1
         assert store.memory.last_error is None
