@@ -50,12 +50,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from memory_corpus import Doc, all_docs, corpus  # noqa: E402
+from memory_corpus import Doc, all_docs, corpus
 
-import hive_store  # noqa: E402
-from hive_store import StageOutput  # noqa: E402
-from hive_store.entities import KnowledgeConversation  # noqa: E402
-from hive_store.plugins import Plugins  # noqa: E402
+import hive_store
+from hive_store import StageOutput
+from hive_store.entities import KnowledgeConversation
+from hive_store.plugins import Plugins
 
 STAGES = ("generator", "refiner", "validator", "curator")
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -237,7 +237,6 @@ def search_scores(loaded: Loaded) -> dict[str, Any]:
     vectorizer = TfidfVectorizer(sublinear_tf=True)
     matrix = vectorizer.fit_transform([t for _, t in knowledge])
     convs = [c for c, _ in knowledge]
-    conn: Any = None  # the connection of the LIKE scan (below)
     like = ("SELECT conversation_id FROM knowledge_conversations WHERE question LIKE ? "
             "OR final_answer LIKE ? ORDER BY created_at DESC")
     mem = store.memory
@@ -359,7 +358,7 @@ def follow_up_scores(loaded: Loaded, seed: int, trials: int) -> dict[str, Any]:
         words = sorted(query_words(parent.question, limit=64), key=lambda w: (df[w], w))
         if len(words) < 2:
             words = [*words, *query_words(parent.answer, limit=64)][:2]
-        a, b = (words + ["it", "it"])[:2]
+        a, b = ([*words, "it", "it"])[:2]
         question = TEMPLATES[k % len(TEMPLATES)].format(a=a, b=b)
         at = now - timedelta(hours=7)
         run = store.record_consensus(parent.question, stages(parent.answer), started_at=at,
@@ -433,7 +432,8 @@ def write_scores(docs: list[Doc], workdir: Path, imported: int, writes: int,
         out.update({
             "pending_after_import": pending, "pending_after_writes": st.pending,
             "unassigned_after_writes": st.unassigned,
-            "during_p50_ms": round(pct(during, 0.5), 2), "during_p99_ms": round(pct(during, 0.99), 2),
+            "during_p50_ms": round(pct(during, 0.5), 2),
+            "during_p99_ms": round(pct(during, 0.99), 2),
             "idle_p50_ms": round(pct(idle, 0.5), 2), "idle_p99_ms": round(pct(idle, 0.99), 2),
             "writes": len(during)})
         out["p99_ratio"] = round(out["during_p99_ms"] / out["idle_p99_ms"], 2)

@@ -214,3 +214,33 @@ def test_limit_and_empty_memory(mem_store: hive_store.Store) -> None:
     for h in range(5):
         entry(mem_store, h + 1, f"sqlite question {h}", "wal answer")
     assert len(mem_store.memory.context_for("tell me more", now=NOW, limit=2)) == 2
+
+
+@pytest.mark.parametrize("sentence", [
+    "This class implements a reader for WAL files.", "Ensure that item is visible.",
+    "Load the specified module into sys.modules and return it.",
+    "These functions return the current time.", "Set global grab for this widget.",
+    "Is this class thread safe?", "Request that this task cancel itself.",
+])
+def test_ordinary_sentences_are_not_follow_ups(sentence: str) -> None:
+    assert detect_follow_up(sentence) is None
+
+
+@pytest.mark.parametrize("question", [
+    "Does it work with asyncio?", "what about that?", "fix it", "That sounds wrong",
+    "These are too slow, why?", "Can you explain that again?",
+])
+def test_references_back_are_follow_ups(question: str) -> None:
+    assert detect_follow_up(question) is not None
+
+
+def test_a_follow_up_finds_the_subject_it_names(mem_store: hive_store.Store) -> None:
+    older = entry(mem_store, 7, "How do I rotate log files with RotatingFileHandler?",
+                  "RotatingFileHandler rolls the log file over at maxBytes.")
+    for h in range(6):
+        entry(mem_store, 6 - h, f"unrelated question {h} about tkinter widgets",
+              "Canvas widgets and frames.")
+    ctx = mem_store.memory.context_for("Tell me more about the RotatingFileHandler maxBytes",
+                                       now=NOW)
+    assert ctx.parent_conversation_id == older.conversation_id
+    assert ctx.items[0].conversation_id == older.conversation_id

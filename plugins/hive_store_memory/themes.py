@@ -360,9 +360,10 @@ class Theming:
         """Put the entries waiting for a theme (above the ``assign_from`` frontier) into
         themes, in write order, moving the frontier, one slice at a time (``pause()`` between
         slices; the assignment lock is held for a slice only). With a ``budget`` (a read)
-        nothing when more entries wait than that (the read uses the themes as they stand). An entry the embedder fails on is passed over and
-        stays without a theme (the health check says so; ``assign()`` or ``recluster`` catch
-        up): the error is recorded, not raised. Returns whether everything succeeded."""
+        nothing when more entries wait than that (the read uses the themes as they stand).
+        An entry the embedder fails on is passed over and stays without a theme (the health
+        check says so; ``assign()`` or ``recluster`` catch up): the error is recorded, not
+        raised. Returns whether everything succeeded."""
         ok = True
         done = 0
         memory = self.memory
