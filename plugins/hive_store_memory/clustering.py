@@ -244,7 +244,8 @@ class ThemeModel:
         self._unthemed: int | None = None
         self._rows: dict[int, int] = {}  # theme id -> row of the dense matrix
         self._ids: list[int] = []
-        self._matrix: Any = None  # np.ndarray (rows, dims): unit centroids, embedder spaces
+        self._matrix: Any = None  # np.ndarray (rows, dims), float32: unit centroids (embedders)
+        self._suffix: dict[str, int] = {}  # the next free suffix of a name
         self._used = 0
         self.topic_centroids: dict[int, dict[str, float]] = {}  # the stored topics' centroids
         for theme in sorted(themes, key=lambda t: t.id):
@@ -271,12 +272,12 @@ class ThemeModel:
             vec = vec / theme.norm
         row = self._rows.get(theme.id)
         if self._matrix is None:
-            self._matrix = np.zeros((max(16, len(self.themes)), len(vec)))
+            self._matrix = np.zeros((max(16, len(self.themes)), len(vec)), dtype=np.float32)
         elif self._matrix.shape[1] != len(vec):
             return  # a vector of another length (a stale theme): never the best
         if row is None:
             if self._used == self._matrix.shape[0]:
-                grown = np.zeros((self._used * 2, self._matrix.shape[1]))
+                grown = np.zeros((self._used * 2, self._matrix.shape[1]), dtype=np.float32)
                 grown[:self._used] = self._matrix
                 self._matrix = grown
             row = self._used
@@ -287,10 +288,13 @@ class ThemeModel:
 
     def unique_name(self, base: str) -> str:
         """``base``, or ``base-2``, ``base-3`` … whichever no other theme has."""
-        label, n = base, 1
+        label, n = base, self._suffix.get(base, 1)
+        if n > 1:
+            label = f"{base}-{n}"
         while label in self.names:
             n += 1
             label = f"{base}-{n}"
+        self._suffix[base] = n
         return label
 
     @property
@@ -370,7 +374,9 @@ class ThemeModel:
         matrix = self._matrix
         if matrix is None or not self._used or matrix.shape[1] != len(vector):
             return None, 0.0
-        scores = matrix[:self._used] @ np.asarray(vector, dtype=np.float64)
+        # float32 and einsum's own loop: half the memory to read, and no BLAS threads (which
+        # cost more than they bring on a busy machine): ~0.8 ms at 5,000 x 384
+        scores = np.einsum("ij,j->i", matrix[:self._used], np.asarray(vector, dtype=np.float32))
         row = int(np.argmax(scores))  # the first of equal maxima: the lowest id
         return self.themes[self._ids[row]], float(scores[row])
 
