@@ -60,7 +60,8 @@ from hive_store.plugins import Plugins
 STAGES = ("generator", "refiner", "validator", "curator")
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 TARGETS = {
-    "search_success5": 0.85, "topics_ari": 0.35, "topics_nmi": 0.55,
+    "search_success5_held_out": 0.85, "search_success5_stored": 0.85, "topics_ari": 0.35,
+    "topics_nmi": 0.55,
     "context_on_topic": 0.65, "context_on_topic_recent": 0.65, "parent_accuracy": 0.9,
     "write_p99_ratio": 3.0, "speed_50k_ratio": 25.0, "embedder_ms_per_entry": 1.0,
 }
@@ -513,7 +514,10 @@ def embedder_scores(themes: int, dims: int, entries: int, seed: int) -> dict[str
 
 def targets(result: dict[str, Any]) -> dict[str, Any]:
     got: dict[str, float | None] = {
-        "search_success5": result["search"]["sentence:default"]["success5"],
+        # the first sentence is not in the store (the meaningful test) / is (every method,
+        # LIKE included, finds the document then)
+        "search_success5_held_out": result["search"]["held_out:default"]["success5"],
+        "search_success5_stored": result["search"]["sentence:default"]["success5"],
         "topics_ari": result["themes"]["topics"]["ari"],
         "topics_nmi": result["themes"]["topics"]["nmi"],
         "context_on_topic": result["context"]["without_recent"]["on_topic_first5"],
@@ -536,6 +540,68 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     out["topic_count"] = {"target": f"{subjects / 2:g}-{subjects * 2:g}", "value": count,
                           "met": subjects / 2 <= count <= subjects * 2}
     return out
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The table of docs/memory.md."""
+    t, s, c, f = r["themes"], r["search"], r["context"], r["follow_up"]
+    w, e, sp = r.get("writes"), r.get("embedder"), r.get("speed", {})
+    rows = ["| what | memory | baseline / before | target |", "|---|---|---|---|"]
+
+    def add(what: str, mine: Any, other: Any, target: Any = "") -> None:
+        rows.append(f"| {what} | {mine} | {other} | {target} |")
+
+    k = t["subjects"]
+    add(f"topics: count, ARI, NMI ({k} subjects)",
+        f"{t['topics']['count']}, {t['topics']['ari']}, {t['topics']['nmi']}",
+        f"TF-IDF + KMeans (k={k}): {t['kmeans']['ari']}, {t['kmeans']['nmi']}",
+        f"{k / 2:g}-{2 * k:g}, ≥ 0.35, ≥ 0.55")
+    add("micro-themes: count, purity, ARI, NMI",
+        f"{t['micro_themes']['count']}, {t['micro_themes']['purity']}, "
+        f"{t['micro_themes']['ari']}, {t['micro_themes']['nmi']}", "", "")
+    add("topics of two arrival orders agree (ARI)", t["order"]["topics_ari_between_orders"],
+        f"themes: {t['order']['themes_ari_between_orders']}")
+    for label, key in (("held-out first sentence", "held_out"),
+                       ("first sentence in the store", "sentence"),
+                       ("identifier (name)", "identifier")):
+        d, g = s[f"{key}:default"], s[f"{key}:group"]
+        add(f"search success@5 / MRR: {label}",
+            f"{d['success5']} / {d['mrr']} (group=True: {g['success5']} / {g['mrr']})",
+            f"TF-IDF {s[f'{key}:tfidf']['success5']} / {s[f'{key}:tfidf']['mrr']}; every word "
+            f"{s[f'{key}:every_word']['success5']} ({s[f'{key}:every_word']['no_result']:.0%} "
+            f"none); LIKE {s[f'{key}:like']['success5']}",
+            "≥ 0.85" if key != "identifier" else "")
+    for label, key in (("no conversation in the last 24 h", "without_recent"),
+                       ("8 conversations in the last 24 h", "with_8_recent")):
+        x = c[key]
+        add(f"context: first 5 items on topic, {label}",
+            f"{x['on_topic_first5']} ({x['items']} items, {x['empty']} of {x['questions']} "
+            "empty)", "", "≥ 0.65")
+    add("follow-up parent (7 h ago, 10 newer conversations)", f["parent_accuracy"],
+        "the newest (Hive's rule): 0 by construction", "≥ 0.9")
+    add("first sentences taken for follow-ups", c["false_follow_ups"], "", "")
+    if w:
+        add(f"`record_consensus` p50 / p99 during the catch-up of {w['imported']:,} entries",
+            f"{w['during_p50_ms']} / {w['during_p99_ms']} ms",
+            f"idle {w['idle_p50_ms']} / {w['idle_p99_ms']} ms; no plugin "
+            f"{w['no_plugin_p50_ms']} / {w['no_plugin_p99_ms']} ms", "p99 ≤ 3x idle")
+        add("first `context_for` after that import", f"{w['first_context_ms']} ms",
+            f"complete={w['first_context_complete']}, {w['first_context_pending']:,} pending",
+            "")
+        add("the catch-up (writers first)", f"{w['pending_after_writes']:,} changes pending "
+            f"after the {w['writes']} paced writes", f"then caught up in "
+            f"{w['rest_of_catch_up_s']} s", "")
+    if e:
+        add(f"embedder space: assigning an entry at {e['themes']:,} themes ({e['dims']} dims)",
+            f"{e['ms_per_entry']} ms", "", "≤ 1 ms")
+    for size, x in sp.items():
+        add(f"search p50 / p99, one word, {int(size):,} entries",
+            f"{x['word']['search_p50_ms']} / {x['word']['search_p99_ms']} ms",
+            f"LIKE scan {x['word']['like_p50_ms']} ms ({x['word']['ratio_p50']}x)",
+            "≥ 25x at 50k" if size == "50000" else "")
+        add(f"search p50 / p99, a question, {int(size):,} entries",
+            f"{x['question']['search_p50_ms']} / {x['question']['search_p99_ms']} ms", "", "")
+    return "\n".join(rows)
 
 
 def print_report(r: dict[str, Any]) -> None:
@@ -589,7 +655,13 @@ def main() -> None:
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-writes", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--markdown", type=Path, help="print the table of a --json result and exit")
     args = ap.parse_args()
+    if args.markdown:
+        result = json.loads(args.markdown.read_text())
+        result["targets"] = targets(result)
+        print(markdown(result))
+        return
     metrics = need_sklearn()
     docs = corpus(args.split)
     result: dict[str, Any] = {"conditions": {
@@ -620,6 +692,7 @@ def main() -> None:
                                for n in ((5000,) if args.quick else (5000, 50000))}
     result["targets"] = targets(result)
     print_report(result)
+    print("\n" + markdown(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, sort_keys=True))
 
