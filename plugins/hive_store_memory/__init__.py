@@ -91,6 +91,7 @@ __all__ = [
 ]
 
 NAMESPACE = "hive_store_memory"
+SERVICE = "memory"  # store.memory, astore.memory (the hive_store_services hook)
 DEFAULT_POLL = 5.0
 log = logging.getLogger("hive_store.memory")
 _set: MigrationSet | None = None
@@ -113,7 +114,7 @@ def migration_set() -> MigrationSet:
 def memory_of(store: Store) -> Memory:
     """``store.memory``, typed; :class:`hive_store.ConfigurationError` if the store has none
     (not SQLite, closed, or the plugin is disabled)."""
-    memory = store.__dict__.get("memory")
+    memory = store.services.get(SERVICE)
     if not isinstance(memory, Memory):
         raise ConfigurationError(
             "this store has no memory (the memory plugin needs a SQLite store and must not be "
@@ -160,12 +161,18 @@ def hive_store_register_migrations() -> Sequence[MigrationSet]:
 
 
 @hookimpl
-def hive_store_store_opened(store: Store) -> None:
+def hive_store_services(store: Store) -> dict[str, object] | None:
     if getattr(store.backend, "dialect", None) != "sqlite":
-        return
+        return None
     add_hookspecs(store.plugins)
-    memory = Memory(store, embedder=_embedder(store), auto_assign=_auto_assign())
-    store.__dict__["memory"] = memory
+    return {SERVICE: Memory(store, embedder=_embedder(store), auto_assign=_auto_assign())}
+
+
+@hookimpl
+def hive_store_store_opened(store: Store) -> None:
+    memory = store.services.get(SERVICE)
+    if not isinstance(memory, Memory):
+        return
     with store.backend.connection() as conn:
         if not memory.installed(conn):
             return  # not migrated to the plugin's latest schema: its reads say so
@@ -179,14 +186,14 @@ def hive_store_store_opened(store: Store) -> None:
 
 @hookimpl
 def hive_store_store_closing(store: Store) -> None:
-    memory = store.__dict__.get("memory")
+    memory = store.services.get(SERVICE)  # the core detaches it after the closing hooks
     if isinstance(memory, Memory):
         memory.close()  # stops and joins the indexer thread; later calls raise StoreClosed
 
 
 def _indexing(store: Store) -> bool:
-    memory = store.__dict__.get("memory")
-    return memory is not None and memory.indexer is not None and not memory._closed
+    memory = store.services.get(SERVICE)
+    return isinstance(memory, Memory) and memory.indexer is not None and not memory._closed
 
 
 @hookimpl
@@ -194,8 +201,8 @@ def _indexing(store: Store) -> bool:
 def hive_store_after_commit(store: Store, changes: Sequence[Change]) -> None:
     # Only a note and a wake-up: the indexer applies the log in its own thread and
     # transactions, and waits for a pause in the writes before it does.
-    memory = store.__dict__.get("memory")
-    indexer = memory.indexer if memory is not None else None
+    memory = store.services.get(SERVICE)
+    indexer = memory.indexer if isinstance(memory, Memory) else None
     if indexer is None:
         return
     tables = getattr(changes, "tables", None)  # hive_store.Changes: nothing per row
@@ -223,7 +230,7 @@ def check_memory_index(store: Store) -> list[HealthResult]:
     """``memory_index``: catches up (unless the database is read-only), then compares the
     full-text index with the tables, and reports rows set aside, a stopped indexer and themes
     that need ``recluster``."""
-    memory = store.__dict__.get("memory")
+    memory = store.services.get(SERVICE)
     if not isinstance(memory, Memory) or memory._closed:
         return []
     caught_up = None

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from hive_store.cli import CLIContext, pass_ctx
+from hive_store.cli import CLIContext, escape, pass_ctx
 from hive_store_memory.index import KINDS, SearchHit
 
 
@@ -18,13 +17,6 @@ def _console(*, stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=True, stderr=stderr)
-
-
-def _emit(obj: CLIContext, as_json: bool, data: Any, human: Callable[[], None]) -> None:
-    if as_json or obj.json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
-    else:
-        human()
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -59,8 +51,6 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
 
 
 def _marked(hit: SearchHit) -> str:
-    from rich.markup import escape
-
     out, pos = [], 0
     for start, end in hit.highlights:
         out += [escape(hit.snippet[pos:start]), "[bold yellow]",
@@ -85,10 +75,9 @@ def memory() -> None:
 @click.option("--advanced", is_flag=True,
               help="TEXT is an FTS5 query (AND/OR/NOT, \"phrase\", prefix*, NEAR, title:).")
 @click.option("--group", is_flag=True, help="One hit per conversation (its best).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @pass_ctx
 def search(obj: CLIContext, text: str, limit: int, kinds: tuple[str, ...], since: str | None,
-           advanced: bool, group: bool, as_json: bool) -> None:
+           advanced: bool, group: bool) -> None:
     """Search the knowledge base for TEXT: documents with every word first, then those with
     its distinctive words (ranked by BM25)."""
     from hive_store_memory import memory_of
@@ -111,20 +100,20 @@ def search(obj: CLIContext, text: str, limit: int, kinds: tuple[str, ...], since
             return
         for n, hit in enumerate(hits, 1):
             when = hit.created_at.strftime("%Y-%m-%d %H:%M") if hit.created_at else "-"
-            con.print(f"[bold]{n}.[/] {hit.kind} [dim]{hit.key}[/]  score {hit.score:.3g}  "
-                      f"{when}" + (f"  conversation {hit.conversation_id}"
-                                   if hit.conversation_id else ""))
+            con.print(f"[bold]{n}.[/] {escape(hit.kind)} [dim]{escape(hit.key)}[/]  score "
+                      f"{hit.score:.3g}  {when}"
+                      + (f"  conversation {escape(hit.conversation_id)}"
+                         if hit.conversation_id else ""))
             con.print(f"   {_marked(hit)}")
 
-    _emit(obj, as_json, data, human)
+    obj.emit(data, human)
 
 
 @memory.command("themes")
 @click.option("--limit", "-n", type=click.IntRange(1, 1_000_000),
               help="At most this many topics.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @pass_ctx
-def themes(obj: CLIContext, limit: int | None, as_json: bool) -> None:
+def themes(obj: CLIContext, limit: int | None) -> None:
     """Topics of the knowledge base, largest first, with the themes inside each."""
     from hive_store_memory import memory_of
 
@@ -138,7 +127,6 @@ def themes(obj: CLIContext, limit: int | None, as_json: bool) -> None:
             "stale": status.themes_stale, "space": status.space or status.active_space}
 
     def human() -> None:
-        from rich.markup import escape
         from rich.table import Table
 
         con = _console()
@@ -160,13 +148,14 @@ def themes(obj: CLIContext, limit: int | None, as_json: bool) -> None:
                               str(t.member_count), last, escape(", ".join(t.keywords[:5])))
             con.print(table)
         if status.themes_stale:
-            con.print(f"[yellow]the themes were built with {status.space}; the active space "
-                      f"is {status.active_space}: run `hive-store memory recluster`[/]")
+            con.print(f"[yellow]the themes were built with {escape(status.space)}; the active "
+                      f"space is {escape(status.active_space)}: run `hive-store memory "
+                      "recluster`[/]")
         if status.unassigned:
             con.print(f"{status.unassigned} knowledge entries have no theme yet "
                       "(`hive-store memory recluster`)")
 
-    _emit(obj, as_json, data, human)
+    obj.emit(data, human)
 
 
 @memory.command("context")
@@ -177,10 +166,9 @@ def themes(obj: CLIContext, limit: int | None, as_json: bool) -> None:
 @click.option("--record", is_flag=True,
               help="Write conversation_context/conversation_threads (needs --conversation).")
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @pass_ctx
 def context(obj: CLIContext, question: str, now: str | None, conversation_id: str | None,
-            record: bool, limit: int, as_json: bool) -> None:
+            record: bool, limit: int) -> None:
     """The context Hive's consensus engine would give QUESTION, layer by layer."""
     from hive_store_memory import memory_of
 
@@ -192,19 +180,19 @@ def context(obj: CLIContext, question: str, now: str | None, conversation_id: st
                                            record=record, limit=limit)
 
     def human() -> None:
-        from rich.markup import escape
-
         con = _console()
         if ctx.follow_up:
             fu = ctx.follow_up
-            con.print(f"follow-up: {fu.rule} ({fu.thread_type.value}, {fu.score:.1f}) "
+            con.print(f"follow-up: {escape(fu.rule)} ({escape(fu.thread_type.value)}, "
+                      f"{fu.score:.1f}) "
                       f"on “{escape(fu.text)}”")
         if ctx.theme:
-            con.print(f"theme: {ctx.theme.name} (similarity {ctx.theme_similarity:.2f})")
+            con.print(f"theme: {escape(ctx.theme.name)} "
+                      f"(similarity {ctx.theme_similarity:.2f})")
         if not ctx.items:
             con.print("no context")
         for n, item in enumerate(ctx.items, 1):
-            con.print(f"[bold]{n}.[/] [cyan]{item.layer}[/] {escape(item.reason)}")
+            con.print(f"[bold]{n}.[/] [cyan]{escape(item.layer)}[/] {escape(item.reason)}")
             from hive_store_memory.index import doc_text
 
             title, body = doc_text(item.kind, item.entity)
@@ -213,13 +201,12 @@ def context(obj: CLIContext, question: str, now: str | None, conversation_id: st
         if ctx.recorded:
             con.print("recorded in conversation_context")
 
-    _emit(obj, as_json, ctx.to_dict(), human)
+    obj.emit(ctx.to_dict(), human)
 
 
 @memory.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @pass_ctx
-def status(obj: CLIContext, as_json: bool) -> None:
+def status(obj: CLIContext) -> None:
     """Rows, indexed documents, missing triggers, themes and unassigned entries (after
     applying the changes the background indexer has not applied yet)."""
     from hive_store_memory import memory_of
@@ -228,8 +215,6 @@ def status(obj: CLIContext, as_json: bool) -> None:
         st = memory_of(store).status()
 
     def human() -> None:
-        from rich.markup import escape
-
         con = _console()
         for kind in KINDS:
             con.print(f"{kind:>24}: {st.rows.get(kind, 0)} rows, "
@@ -239,18 +224,19 @@ def status(obj: CLIContext, as_json: bool) -> None:
         if st.pending:
             why = ("the database is read-only" if st.indexer.get("read_only")
                    else st.indexer.get("last_error") or "the indexer is behind")
-            con.print(f"[yellow]{st.pending} logged changes not indexed yet ({escape(why)})[/]")
+            con.print(f"[yellow]{st.pending} logged changes not indexed yet "
+                      f"({escape(why)})[/]")
         if st.missing_triggers:
-            con.print(f"[yellow]missing triggers: {', '.join(st.missing_triggers)}[/]")
+            con.print(f"[yellow]missing triggers: {escape(', '.join(st.missing_triggers))}[/]")
         con.print(f"{'themes':>24}: {st.themes} in {st.topics} topics "
-                  f"({st.space or st.active_space}), {st.unassigned} entries unassigned")
+                  f"({escape(st.space or st.active_space)}), {st.unassigned} entries unassigned")
         if st.failed:
             con.print(f"[yellow]{st.failed} rows could not be indexed (set aside; "
                       "`hive-store memory reindex` tries again)[/]")
         if st.indexer.get("stopped"):
             con.print(f"[yellow]the indexer stopped: {escape(str(st.indexer['stopped']))}[/]")
 
-    _emit(obj, as_json, st.to_dict(), human)
+    obj.emit(st.to_dict(), human)
 
 
 @memory.command("reindex")
@@ -262,7 +248,7 @@ def reindex(obj: CLIContext) -> None:
     with obj.open() as store, _progress("indexing") as progress:
         st = memory_of(store).reindex(progress=progress)
     total = sum(st.documents.values())
-    _emit(obj, False, st.to_dict(),
+    obj.emit(st.to_dict(),
           lambda: click.echo(f"reindexed {total} documents "
                              f"({', '.join(f'{k}: {v}' for k, v in st.documents.items())})"))
 
@@ -277,7 +263,7 @@ def recluster(obj: CLIContext, threshold: float | None) -> None:
 
     with obj.open() as store, _progress("clustering") as progress:
         report = memory_of(store).recluster(threshold=threshold, progress=progress)
-    _emit(obj, False, report.to_dict(),
+    obj.emit(report.to_dict(),
           lambda: click.echo(f"{report.entries} entries in {report.themes} themes, "
                              f"{report.topics} topics (space {report.params.space}, threshold "
                              f"{report.params.threshold:g})"))
