@@ -208,7 +208,9 @@ def eventually(check: Any, what: str) -> None:
 
 
 def test_a_full_key_space_stops_the_indexer_instead_of_looping(
-        db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        db_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HIVE_STORE_MEMORY_POLL", "0")  # only commits wake the indexer
     with hive_store.open(f"sqlite://{db_path}") as store, \
             caplog.at_level(logging.DEBUG, logger="hive_store"):
         mem = store.memory
@@ -220,9 +222,11 @@ def test_a_full_key_space_stops_the_indexer_instead_of_looping(
         for i in range(5):  # the writes themselves are never refused
             store.knowledge_conversations.add(knowledge(f"after {i}", "cannot be indexed"))
         eventually(lambda: mem.stopped is not None, "the indexer stopped")
-        passes = mem.indexer.passes if mem.indexer else 0
-        time.sleep(0.5)  # no retry loop: nothing happens without a new commit
-        assert mem.indexer is not None and mem.indexer.passes == passes
+        assert mem.indexer is not None
+        time.sleep(0.3)  # the wake-ups of the commits above
+        passes = mem.indexer.passes
+        time.sleep(1.0)  # no retry loop: nothing happens without a new commit
+        assert mem.indexer.passes == passes
         assert not mem.wait_idle(timeout=1)
         hits = mem.search("after")
         assert not hits.complete and hits.pending > 0
