@@ -363,8 +363,9 @@ class ThemeModel:
             if not length:
                 continue
             dot = 0.0
-            for term, weight in vector.items():
-                dot += weight * centroid.get(term, 0.0)
+            # few shared terms: intersect in C; sorted, so the sum is the same in every process
+            for term in sorted(vector.keys() & centroid.keys()):
+                dot += vector[term] * centroid[term]
             score = dot / length
             if score > best_score:  # candidates come in id order: ties keep the lowest id
                 best, best_score = theme, score

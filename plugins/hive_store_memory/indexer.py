@@ -11,8 +11,9 @@ Writes only append to ``hive_store_memory_log`` (triggers); the cost of indexing
   log rows, each in its own short write transaction, then theme assignment of the entries it
   indexed, also in batches;
 * it is polite to writers: each batch is a short transaction (about
-  ``Memory.write_seconds``, 4 ms: the batch size adapts), theme assignment is computed outside
-  the write lock in slices of the same length, and before each batch it waits until no commit
+  ``Memory.write_seconds``, 4 ms, while a commit happened in the last second, else 50 ms: the
+  batch size adapts), theme assignment is computed outside the write lock in slices of the
+  same length, and before each batch it waits until no commit
   has happened for :attr:`Indexer.quiet` seconds (0.05), but at most
   :attr:`Indexer.max_delay` seconds (1.0); while writers are active it also rests as long as
   its last batch took (at most half of the time is its). So a bulk import is not slowed by

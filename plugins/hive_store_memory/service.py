@@ -76,8 +76,9 @@ class Memory:
     :ivar auto_assign: put new knowledge entries into themes after they are indexed (default
         on; ``HIVE_STORE_MEMORY_AUTO_ASSIGN=0`` turns it off for a store opened by the plugin)
     :ivar batch_size: log rows applied per write transaction, at most
-    :ivar write_seconds: the time one of the indexer's write transactions aims at (the batch
-        size adapts to it)
+    :ivar write_seconds: the time one of the indexer's write transactions aims at while
+        writers are active (a commit in the last second; the batch size adapts to it)
+    :ivar idle_seconds: ... and while they are not
     :ivar read_catch_up: a read applies at most this many logged changes itself, else it
         answers from the index as it is (``complete=False``)
     :ivar read_assign: ... and assigns at most this many waiting entries to themes
@@ -93,6 +94,7 @@ class Memory:
         self.auto_assign = auto_assign
         self.batch_size = BATCH_SIZE
         self.write_seconds = 0.004
+        self.idle_seconds = 0.05
         self.read_catch_up = READ_CATCH_UP
         self.read_assign = READ_ASSIGN
         self._batch = 200
@@ -398,8 +400,18 @@ class Memory:
         self.applied += applied.changes
         took = max(time.perf_counter() - start, 1e-6)
         self._batch = max(20, min(self.batch_size,
-                                  int(self._batch * min(2.0, self.write_seconds / took))))
+                                  int(self._batch * min(2.0, self.budget_seconds() / took))))
         return 1 if applied.more else 0
+
+    def writers_active(self) -> bool:
+        """A commit of this store in the last second (the indexer then keeps its transactions
+        and computing slices short)."""
+        indexer = self.indexer
+        return indexer is not None and time.monotonic() - indexer.last_commit < 1.0
+
+    def budget_seconds(self) -> float:
+        """How long one write transaction (or computing slice) of a catch-up should take."""
+        return self.write_seconds if self.writers_active() else self.idle_seconds
 
     def _row_by_row(self) -> int:
         failures = 0

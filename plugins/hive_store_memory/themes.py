@@ -100,8 +100,9 @@ def _counts(tf: str | None, terms: str | None, count: int) -> dict[str, float]:
 class Theming:
     """Themes and topics of one :class:`~hive_store_memory.service.Memory`.
 
-    :ivar slice_seconds: computing time after which an assignment batch is written (the write
-        transaction that follows holds the writer for about as long)
+    :ivar slice_seconds: computing time after which an assignment batch is written while
+        writers are active (the write transaction that follows holds the writer for about as
+        long); ``Memory.idle_seconds`` while they are not
     :ivar batch: entries read per assignment round
     """
 
@@ -399,7 +400,7 @@ class Theming:
                     with memory._write() as conn:  # pass them over (they stay without a theme)
                         self.advance(conn, entries[-1][0].doc_id)
                     continue
-                done += self._round(entries, vectors, frontier=True)
+                done += self._round(entries, vectors, frontier=True, polite=pause is not None)
             finally:
                 self.assign_lock.release()
 
@@ -438,7 +439,8 @@ class Theming:
         while start < len(entries):
             if start and pause is not None and not pause():
                 break
-            taken = self._round(entries[start:], vectors, frontier=frontier)
+            taken = self._round(entries[start:], vectors, frontier=frontier,
+                                polite=pause is not None)
             start += taken
             done += taken
         return done
@@ -454,7 +456,8 @@ class Theming:
         return found
 
     def _round(self, entries: Sequence[tuple[Entry, str | None]],
-               vectors: dict[int, list[float]], *, frontier: bool) -> int:
+               vectors: dict[int, list[float]], *, frontier: bool,
+               polite: bool = False) -> int:
         """One slice: compute the assignments of a prefix of ``entries`` (until
         :attr:`slice_seconds` have passed) against the themes as stored, then write them if
         the themes did not change meanwhile (else compute again). Returns the entries
@@ -479,7 +482,10 @@ class Theming:
                     with memory._write() as conn:
                         self.advance(conn, prefix[-1][0].doc_id)
                 return len(prefix)
-            deadline = time.perf_counter() + self.slice_seconds
+            active = polite and memory.writers_active()
+            now = time.perf_counter()
+            deadline = now + (self.slice_seconds if active else memory.idle_seconds)
+            breath = now + 0.002
             todo: list[tuple[Entry, str | None]] = []
             assignments: list[Assignment] = []
             for entry, cid, counts in counted:
@@ -487,7 +493,9 @@ class Theming:
                 todo.append((entry, cid))
                 if time.perf_counter() > deadline:
                     break
-                time.sleep(0)  # let a writer thread have the interpreter between entries
+                if active and time.perf_counter() > breath:
+                    time.sleep(0)  # let a writer thread have the interpreter (every 2 ms)
+                    breath = time.perf_counter() + 0.002
             full = len(todo) == len(counted)
             self._per_round = (min(self.batch, self._per_round * 2) if full
                                else max(4, len(todo) + len(todo) // 2))
