@@ -351,8 +351,8 @@ class Memory:
                 waiting = (self.theming.waiting(conn)
                            if themes and self.auto_assign and not backlog else 0)
             if not backlog and not waiting:
-                if self.last_error is not None and not self._failing:
-                    self.last_error = None
+                if self.stopped is None and not self.read_only:
+                    self._recovered()  # e.g. another thread or process applied it meanwhile
                 return True, 0
             if not raise_errors and (self.read_only or self.stopped is not None):
                 return False, self._left()
