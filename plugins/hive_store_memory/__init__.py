@@ -1,4 +1,4 @@
-"""hive-store plugin: Hive's memory — full-text knowledge search, thematic clustering and
+"""hive-store plugin: Hive's memory — full-text knowledge search, topics and themes, and
 context retrieval, on the store's own tables.
 
 Registered under the ``hive_store`` entry-point group (``memory``) like any third-party plugin;
@@ -6,11 +6,19 @@ it uses only the core's hooks, plus one of its own (:mod:`hive_store_memory.hook
 SQLite store opens, ``store.memory`` is a :class:`Memory` (typed: :func:`memory_of`)::
 
     with hive_store.open() as store:
-        hits = store.memory.search("wal checkpoint", limit=10)            # ranked, highlighted
+        hits = store.memory.search("how does wal work", limit=10)         # ranked, highlighted
         hits[0].marked("**", "**"), hits[0].entity                         # snippet, the row
-        store.memory.themes()                                               # themes, largest first
+        store.memory.topics()                                               # subjects > themes
         ctx = store.memory.context_for("tell me more about that", now=...) # Hive's layers
         [(i.layer, i.reason) for i in ctx]
+
+The modules: :mod:`~hive_store_memory.service` (``Memory``: keeping the index in step, status,
+the API), :mod:`~hive_store_memory.search`, :mod:`~hive_store_memory.themes` (themes and topics
+in the store), :mod:`~hive_store_memory.clustering` (the theme model),
+:mod:`~hive_store_memory.topics` (topics over themes), :mod:`~hive_store_memory.context`,
+:mod:`~hive_store_memory.index` (the FTS5 index and its change log),
+:mod:`~hive_store_memory.sqlgen` (SQL generated from one description of the indexed tables),
+:mod:`~hive_store_memory.indexer` (the background thread), :mod:`~hive_store_memory.text`.
 
 What it adds to a database (migration set ``hive_store_memory``, all names prefixed
 ``hive_store_memory_``, so ``hive-store schema diff`` and the Hive schema stay as they are):
@@ -21,13 +29,14 @@ What it adds to a database (migration set ``hive_store_memory``, all names prefi
   another program, such as the Hive apps, writes the tables, and through ``INSERT OR
   REPLACE``): that is all a write pays. A background thread per open store
   (:mod:`hive_store_memory.indexer`), woken after each commit that touched these tables,
-  applies the log to the index in short transactions of its own; every read through the
-  plugin applies what is left first, so a caller finds what it committed. Existing rows are
-  indexed by the migration (see :mod:`hive_store_memory.index`);
-* themes (``hive_store_memory_themes``: name, keywords, centroid, member count, last activity)
-  and memberships with a score (``hive_store_memory_members``); conversations are tagged in
-  Hive's ``conversation_topics`` with ``theme:<name>`` and Hive's hierarchy topics
-  (``programming:python`` …).
+  applies the log to the index in short transactions of its own; a read through the plugin
+  applies what is left first when that is little, and otherwise answers from the index as it
+  is and says so (``complete``, ``pending``). Existing rows are indexed by the migration;
+* themes (``hive_store_memory_themes``: name, keywords, centroid, term counts, topic, member
+  count, last activity), memberships with a score (``hive_store_memory_members``) and topics
+  above the themes (``hive_store_memory_topics``); conversations are tagged in Hive's
+  ``conversation_topics`` with ``theme:<name>`` and Hive's hierarchy topics
+  (``programming:python`` …); rows the index could not take (``hive_store_memory_failed``).
 
 New knowledge entries join a theme when the indexer has indexed them, after the commit
 (``HIVE_STORE_MEMORY_AUTO_ASSIGN=0`` turns that off, e.g. for a bulk import;
@@ -36,13 +45,14 @@ indexer; ``store.memory.flush()`` catches up in the calling thread.
 ``HIVE_STORE_MEMORY_POLL`` (seconds, default 5, ``0`` = never) is how often the indexer looks
 for changes other programs logged.
 
-Command line: ``hive-store memory search "…" [--json] [--limit N] [--kind T] [--since T]
-[--advanced]``, ``themes [--json]``, ``context "…"``, ``status``, ``reindex``,
-``recluster [--threshold X]``.
+Command line: ``hive-store memory search "…" [--limit N] [--kind T] [--since T] [--group]
+[--advanced]``, ``themes`` (topics with their themes), ``context "…"``, ``status``,
+``reindex``, ``recluster [--threshold X]``.
 
 A health check (``memory_index``) catches up, then warns when that failed (the indexer's error),
-when the index and the tables differ (e.g. triggers dropped by a table rebuild; ``reindex``
-restores them) or the themes need ``recluster``.
+when rows were set aside or the indexer stopped, when the index and the tables differ (e.g.
+triggers dropped by a table rebuild; ``reindex`` restores them) or the themes need
+``recluster``.
 """
 
 from __future__ import annotations
