@@ -502,11 +502,15 @@ def embedder_scores(themes: int, dims: int, entries: int, seed: int) -> dict[str
         model.add(Entry(n + 1, "t", "b"), dense=v.tolist(), counts=Counter({"t": 1}))
     model.params = ClusterParams(space="embedder:bench", threshold=0.0)  # now every one joins
     vectors = rng.normal(size=(entries, dims))
-    t = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.thread_time()
     for n, v in enumerate(vectors):
         model.add(Entry(themes + n + 1, "t", "b"), dense=v.tolist(), counts=Counter({"t": 1}))
-    per = (time.perf_counter() - t) * 1000 / entries
-    return {"themes": len(model.themes), "dims": dims, "ms_per_entry": round(per, 3)}
+    wall = (time.perf_counter() - wall) * 1000 / entries
+    cpu = (time.thread_time() - cpu) * 1000 / entries
+    # the thread's CPU time is the cost; the wall time adds the waiting for a CPU on a busy
+    # machine
+    return {"themes": len(model.themes), "dims": dims, "ms_per_entry": round(cpu, 3),
+            "wall_ms_per_entry": round(wall, 3)}
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -593,7 +597,7 @@ def markdown(r: dict[str, Any]) -> str:
             f"{w['rest_of_catch_up_s']} s", "")
     if e:
         add(f"embedder space: assigning an entry at {e['themes']:,} themes ({e['dims']} dims)",
-            f"{e['ms_per_entry']} ms", "", "≤ 1 ms")
+            f"{e['ms_per_entry']} ms CPU", f"{e['wall_ms_per_entry']} ms wall", "≤ 1 ms")
     for size, x in sp.items():
         add(f"search p50 / p99, one word, {int(size):,} entries",
             f"{x['word']['search_p50_ms']} / {x['word']['search_p99_ms']} ms",
@@ -635,8 +639,8 @@ def print_report(r: dict[str, Any]) -> None:
               f"(complete={w['first_context_complete']}, pending {w['first_context_pending']})")
     if "embedder" in r:
         e = r["embedder"]
-        print(f"embedder space: {e['ms_per_entry']} ms per entry at {e['themes']} themes of "
-              f"{e['dims']} dimensions")
+        print(f"embedder space: {e['ms_per_entry']} ms CPU ({e['wall_ms_per_entry']} ms wall) "
+              f"per entry at {e['themes']} themes of {e['dims']} dimensions")
     for size, sp in r.get("speed", {}).items():
         print(f"search at {size}: word p50 {sp['word']['search_p50_ms']} ms vs LIKE "
               f"{sp['word']['like_p50_ms']} ms ({sp['word']['ratio_p50']}x); question p50 "
