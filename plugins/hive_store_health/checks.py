@@ -277,7 +277,10 @@ def check_integrity(store: Any) -> HealthResult | None:
             rows = [str(r[0])
                     for r in conn.execute(f"PRAGMA {pragma}({int(limit)})").fetchall()]
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc):
+            code = getattr(exc, "sqlite_errorcode", None)
+            damaged = isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_CORRUPT,
+                                                                sqlite3.SQLITE_NOTADB)
+            if isinstance(exc, sqlite3.OperationalError) and not damaged:
                 raise  # locked, I/O, ...: "could not check" (guarded)
             # Damage bad enough that the check itself stops is a finding, not an accident.
             return HealthResult(name="integrity", status="fail",

@@ -104,8 +104,10 @@ class _Unreadable(MaintenanceError):
 
 
 def _lock_failure(exc: sqlite3.Error) -> bool:
-    low = str(exc).lower()
-    return "locked" in low or "busy" in low
+    """SQLite refused because of another connection's lock (by result code, never by the
+    message)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 # -- operations on an open store -----------------------------------------------------------------

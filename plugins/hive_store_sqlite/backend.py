@@ -55,22 +55,56 @@ class SQLiteOptions:
     read_only: bool = False  # SQLite's mode=ro: no file created, no journal-mode switch, no writes
 
 
+# SQLite's primary result codes (the low byte of an extended code) by what they mean for a
+# caller. Errors are classified by exception type and code only: a message can hold the
+# caller's own words (an FTS5 query is echoed back: "no such column: corrupt"), so no decision
+# is ever taken on its text.
+_LOCKED = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_CONFLICT = frozenset({sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE,
+                       sqlite3.SQLITE_CONSTRAINT_ROWID})
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The primary SQLite result code of ``exc`` (``sqlite3.SQLITE_BUSY`` …), or ``None`` when
+    it has none (raised by the ``sqlite3`` module itself, or not a ``sqlite3.Error``)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite refusing because another connection holds a lock
+    (``SQLITE_BUSY``/``SQLITE_LOCKED``), by its code."""
+    return isinstance(exc, sqlite3.OperationalError) and error_code(exc) in _LOCKED
+
+
 def translate_error(exc: sqlite3.Error, what: str = "") -> Exception:
-    """The hive_store exception for a sqlite3 error (never leaks the bare sqlite3 one)."""
+    """The hive_store exception for a sqlite3 error (never leaks the bare sqlite3 one).
+
+    Classified by exception type and SQLite result code (``sqlite_errorcode``), never by the
+    message: ``Conflict`` for a primary-key or unique violation, ``IntegrityError`` for other
+    constraints, ``DatabaseLocked`` for ``SQLITE_BUSY``/``SQLITE_LOCKED``, ``CorruptDatabase``
+    for ``SQLITE_CORRUPT``/``SQLITE_NOTADB``, ``StorageError`` otherwise. The result carries
+    ``sqlite_errorcode`` and ``sqlite_errorname`` of the original (``None`` when it had none),
+    so callers can tell, e.g., a read-only file (``SQLITE_READONLY``) from a full disk."""
     msg = str(exc)
     prefix = f"{what}: " if what else ""
-    if isinstance(exc, sqlite3.IntegrityError):
-        if "UNIQUE" in msg or "PRIMARY KEY" in msg:
-            return Conflict(f"{prefix}{msg}")
-        return IntegrityError(f"{prefix}{msg}")
-    low = msg.lower()
-    if "locked" in low or "busy" in low:
-        return DatabaseLocked(f"{prefix}the database stayed locked by another writer ({msg})")
-    if "not a database" in low or "malformed" in low or "corrupt" in low:
-        return CorruptDatabase(f"{prefix}the database file is damaged or not SQLite ({msg})")
-    if "no such table" in low:
-        return StorageError(f"{prefix}{msg} (is the schema migrated? try `hive-store migrate`)")
-    return StorageError(f"{prefix}{msg}")
+    extended = getattr(exc, "sqlite_errorcode", None)
+    code = error_code(exc)
+    error: Exception
+    if isinstance(exc, sqlite3.IntegrityError) or code == sqlite3.SQLITE_CONSTRAINT:
+        error = (Conflict if extended in _CONFLICT else IntegrityError)(f"{prefix}{msg}")
+    elif code in _LOCKED:
+        error = DatabaseLocked(f"{prefix}the database stayed locked by another writer ({msg})")
+    elif code in _DAMAGED:
+        error = CorruptDatabase(f"{prefix}the database file is damaged or not SQLite ({msg})")
+    elif code == sqlite3.SQLITE_READONLY:
+        error = StorageError(f"{prefix}the database cannot be written ({msg})")
+    else:
+        error = StorageError(f"{prefix}{msg}")
+    vars(error).update(sqlite_errorcode=extended,
+                       sqlite_errorname=getattr(exc, "sqlite_errorname", None))
+    return error
 
 
 def quote(identifier: str) -> str:
@@ -206,8 +240,7 @@ class SQLiteBackend:
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
-                low = str(exc).lower()
-                if ("locked" not in low and "busy" not in low) or time.monotonic() >= deadline:
+                if not is_busy(exc) or time.monotonic() >= deadline:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
