@@ -3,7 +3,10 @@ bound, the same results as the SQLite repository.
 
 Values are the codec's SQL values (the same ones SQLite stores); the SQL casts them to the
 column's native type (``%s::timestamptz``, ``::date``, ``::json``) and booleans are bound as
-``bool``. What SQLite does implicitly is spelled out so that both backends answer alike:
+``bool``. Reads select them back in that same form (the server formats timestamps as
+hive-store's UTC text, booleans as 0/1, JSON as text), so the codec reads a PostgreSQL row
+exactly as it reads a SQLite one. What SQLite does implicitly is spelled out so that both
+backends answer alike:
 
 * text compares, sorts and matches in code point order (the schema's ``COLLATE "C"``);
 * ``NULL`` sorts first ascending and last descending (``NULLS FIRST`` / ``NULLS LAST`` on
@@ -34,6 +37,13 @@ _INT_MAX = 2**63 - 1
 _CASTS = {"datetime": "::timestamptz", "date": "::date", "json": "::json"}
 _ARRAYS = {"str": "text[]", "enum": "text[]", "int": "bigint[]", "float": "float8[]",
            "bool": "boolean[]", "datetime": "timestamptz[]", "date": "date[]", "json": "text[]"}
+_READ = {  # a column as reads select it (see PostgresRepository._sel)
+    "datetime": "to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')",
+    "date": "to_char({c}, 'YYYY-MM-DD')",
+    "bool": "{c}::int",
+    "json": "{c}::text",
+    "float": "({c} + 0.0::float8)",  # -0.0 reads as 0.0, as from SQLite's REAL columns
+}
 _UPPER, _LOWER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
 _COPY_FROM = 20  # add_many: COPY from this many rows, a pipelined executemany below
 
@@ -61,12 +71,18 @@ class PostgresRepository(Generic[E]):
                        for fi in c.fields}
         cols = [quote(n) for n in c.columns]
         self._cols = ", ".join(cols)
+        # What reads select: every value in the codec's row form, the one SQLite stores, so
+        # that the codec reads both backends' rows alike (its fast paths included): the
+        # server writes timestamps as hive-store's RFC 3339 UTC text, dates as YYYY-MM-DD,
+        # booleans as 0/1, JSON as its text and -0.0 as 0.0.
+        self._sel = ", ".join(_READ.get(self._kinds[n], "{c}").format(c=q)
+                              for n, q in zip(c.columns, cols, strict=True))
         self._pk_index = c.columns.index(c.pk)
         self._non_pk = [i for i, n in enumerate(c.columns) if n != c.pk]
         self._bools = [i for i, n in enumerate(c.columns) if self._kinds[n] == "bool"]
         self._nullable = {fi.name for fi in c.fields if fi.nullable and fi.name != c.pk}
         marks = [f"%s{_CASTS.get(self._kinds[n], '')}" for n in c.columns]
-        self._sql_get = f"SELECT {self._cols} FROM {self._table} WHERE {self._pk} = %s"
+        self._sql_get = f"SELECT {self._sel} FROM {self._table} WHERE {self._pk} = %s"
         self._sql_get_locked = f"{self._sql_get} FOR UPDATE"
         self._sql_insert = f"INSERT INTO {self._table} ({self._cols}) VALUES ({', '.join(marks)})"
         rest = [cols[i] for i in self._non_pk]
@@ -168,7 +184,7 @@ class PostgresRepository(Generic[E]):
             return []
         kind = self._kinds[self.codec.pk]
         rows = self.backend.fetch(
-            f"SELECT {self._cols} FROM {self._table} WHERE {self._pk} = ANY(%s::{_ARRAYS[kind]})",
+            f"SELECT {self._sel} FROM {self._table} WHERE {self._pk} = ANY(%s::{_ARRAYS[kind]})",
             (wanted,), what=f"reading {self.codec.table}")
         found = {row[self._pk_index]: row for row in rows}
         return [self.codec.from_row(found[k]) for k in wanted if k in found]
@@ -250,7 +266,7 @@ class PostgresRepository(Generic[E]):
     def _select(self, filters: dict[str, Any], order_by: OrderBy, limit: int | None,
                 offset: int) -> tuple[str, list[Any]]:
         where, params = self._where(filters)
-        sql = f"SELECT {self._cols} FROM {self._table}{where}{self._order(order_by)}"
+        sql = f"SELECT {self._sel} FROM {self._table}{where}{self._order(order_by)}"
         if limit is not None or offset:
             lim = None if limit is None else self._check_int("limit", limit, self.codec.name, 0)
             off = self._check_int("offset", offset, self.codec.name, 0)
@@ -295,7 +311,7 @@ class PostgresRepository(Generic[E]):
         pattern = _like_pattern(text)
         where = " OR ".join(f"{_fold(f'{quote(n)}::text')} LIKE {_fold('%s')} ESCAPE '\\'"
                             for n in fields)
-        sql = f"SELECT {self._cols} FROM {self._table} WHERE ({where}){self._order(order_by)}"
+        sql = f"SELECT {self._sel} FROM {self._table} WHERE ({where}){self._order(order_by)}"
         params: list[Any] = [pattern] * len(fields)
         if limit is not None:
             sql += " LIMIT %s"
