@@ -43,12 +43,15 @@ import hive_store
 
 TARGETS = {"add_many": 0.8, "get": 0.6, "find": 0.7, "iter": 0.6}
 COLS = '"id", "conversation_id", "role", "content", "stage", "model_used", "timestamp"'
+# what a read selects: the timestamp as the text SQLite would hold (the repository's row form)
+READ = ('"id", "conversation_id", "role", "content", "stage", "model_used", '
+        """to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')""")
 RAW_SQL = {  # written by hand; compared with the repository's before anything is timed
     "copy": f'COPY "messages" ({COLS}) FROM STDIN',
-    "get": f'SELECT {COLS} FROM "messages" WHERE "id" = %s',
-    "find": (f'SELECT {COLS} FROM "messages" WHERE "conversation_id" = %s '
+    "get": f'SELECT {READ} FROM "messages" WHERE "id" = %s',
+    "find": (f'SELECT {READ} FROM "messages" WHERE "conversation_id" = %s '
              'ORDER BY "timestamp" NULLS FIRST'),  # SQLite's NULL order: timestamp is nullable
-    "iter": f'SELECT {COLS} FROM "messages" ORDER BY "id"',
+    "iter": f'SELECT {READ} FROM "messages" ORDER BY "id"',
     "conv": 'INSERT INTO "conversations" ("id", "created_at", "updated_at") '
             "VALUES (%s, %s::timestamptz, %s::timestamptz)",
 }

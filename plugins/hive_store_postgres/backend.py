@@ -32,6 +32,7 @@ transaction's connection.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
@@ -59,6 +60,9 @@ log = logging.getLogger("hive_store.postgres")
 T = TypeVar("T")
 
 _names = itertools.count(1)
+_LANE_SIZE = 8  # idle connections kept out of the pool at most (and never above max_size)
+_LANE_SECONDS = 30.0  # then a connection goes back through the pool (its lifetime checks)
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
 
 
 def quote(identifier: str) -> str:
@@ -98,6 +102,10 @@ class PostgresBackend:
         self._repos: dict[type, Any] = {}
         self._begin = f"BEGIN ISOLATION LEVEL {ISOLATION_LEVELS[options.isolation]}"
         self.retries = {"serialization": 0, "deadlock": 0}
+        self._lane: collections.deque[Any] = collections.deque()
+        self._lane_lock = threading.Lock()
+        self._waiting = 0
+        self._lane_size = 0 if options.test_on_checkout else min(options.max_size, _LANE_SIZE)
         self.pool = psycopg_pool.ConnectionPool(
             conninfo(params, options), min_size=options.min_idle, max_size=options.max_size,
             timeout=options.connection_timeout, max_idle=options.idle_timeout or 10**9,
@@ -141,17 +149,52 @@ class PostgresBackend:
             conn.adapters.register_loader(name, TextLoader)
         self._prepare(conn, self)
 
+    # The fast lane: idle connections this backend keeps after use (LIFO, at most
+    # _LANE_SIZE), taken and given back with one atomic deque operation instead of
+    # psycopg_pool's locked getconn/putconn (a few microseconds of a point read's ~30).
+    # A connection goes back to the pool instead when a thread waits for one there, when it
+    # has been out of the pool for _LANE_SECONDS (so the pool's max_lifetime and idle
+    # timeout still apply), when it is not idle, or when test_on_checkout asks for the
+    # pool's check on every use.
+
     def _checkout(self) -> Any:
         if self._closed:
             raise StoreClosed("the store is closed")
         try:
-            return self.pool.getconn()
+            return self._lane.pop()
+        except IndexError:
+            pass
+        with self._lane_lock:
+            self._waiting += 1
+        try:
+            conn = self.pool.getconn()
         except Exception as exc:  # PoolTimeout, PoolClosed, a connection error
             raise translate_error(exc, "waiting for a connection") from None
+        finally:
+            with self._lane_lock:
+                self._waiting -= 1
+        conn._hive_store_since = time.monotonic()
+        return conn
 
     def _checkin(self, conn: Any) -> None:
-        with contextlib.suppress(Exception):
+        if (not self._waiting and not self._closed and len(self._lane) < self._lane_size
+                and conn.info.transaction_status == _IDLE
+                and time.monotonic() - conn._hive_store_since < _LANE_SECONDS):
+            self._lane.append(conn)
+            return
+        try:
             self.pool.putconn(conn)
+        except Exception:
+            log.debug("a connection could not go back to the pool", exc_info=True)
+
+    def _drain_lane(self) -> None:
+        while True:
+            try:
+                conn = self._lane.pop()
+            except IndexError:
+                return
+            with contextlib.suppress(Exception):
+                self.pool.putconn(conn)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
@@ -530,9 +573,11 @@ class PostgresBackend:
                 **facts}
 
     def pool_stats(self) -> dict[str, int]:
-        """The pool's counters in the SQLite pool's terms (plus psycopg_pool's own)."""
+        """The pool's counters in the SQLite pool's terms (plus psycopg_pool's own); idle
+        connections in the fast lane count as idle."""
         raw = self.pool.get_stats()
-        size, idle = raw.get("pool_size", 0), raw.get("pool_available", 0)
+        size = raw.get("pool_size", 0)
+        idle = min(size, raw.get("pool_available", 0) + len(self._lane))
         return {"size": size, "idle": idle, "in_use": max(0, size - idle),
                 "waits": raw.get("requests_queued", 0),
                 "timeouts": raw.get("requests_errors", 0),
@@ -544,6 +589,7 @@ class PostgresBackend:
         if self._closed:
             return
         self._closed = True
+        self._drain_lane()
         self.pool.close(timeout=5)
 
 
