@@ -235,14 +235,12 @@ def _delete_extra(src: Any, dst: Any, cls: type, seeded: set[Any]) -> int:
     """Delete the destination's seeded rows the source does not have."""
     if not seeded:
         return 0
-    codec = dst.codec(cls)
     present = _keys(dst, cls, sorted(seeded, key=repr))
     in_src = _keys(src, cls, list(present))
     extra = [k for k in present if k not in in_src]
     with dst.transaction():
         for key in extra:
             dst.repo(cls).delete(key)
-    del codec
     return len(extra)
 
 
