@@ -464,3 +464,61 @@ def test_the_same_entities_read_back_equal_on_both_backends(both: tuple[Any, Any
         p_found = [codec.evolve(e, **{codec.pk: codec.key_of(l_got)}) for e in p_found]
     assert l_got == p_got and l_found == p_found == [l_got]
     assert repr(l_got) == repr(p_got)  # the same types too (timestamps in UTC, bools, JSON)
+
+
+# -- the test server itself ----------------------------------------------------------------------
+
+_RUNNER = """
+import sys, time
+from hive_store_postgres.server import TemporaryServer
+server = TemporaryServer().start()
+print(server.process.pid, server.folder, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_runner_killed_with_sigkill_leaves_no_server_behind(pg_server: Any) -> None:
+    """What a killed test run leaves: its reaper stops the postmaster and removes the folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    runner = subprocess.Popen([sys.executable, "-c", _RUNNER], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        line = runner.stdout.readline() if runner.stdout else ""
+        pid_text, folder = line.split()
+        postmaster = int(pid_text)
+        os.kill(postmaster, 0)  # it runs
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (Path(folder).exists() or _alive(postmaster)):
+        time.sleep(0.1)
+    assert not _alive(postmaster), "the postmaster outlived its runner"
+    assert not Path(folder).exists(), "the server's folder was left behind"
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_folders_of_dead_runs_are_removed(tmp_path: Path) -> None:
+    from hive_store_postgres.server import PREFIX, reap_orphans
+
+    dead = tmp_path / f"{PREFIX}dead"
+    (dead / "data").mkdir(parents=True)
+    (dead / "owner.pid").write_text("999999999\n")  # no such process
+    alive = tmp_path / f"{PREFIX}alive"
+    alive.mkdir()
+    (alive / "owner.pid").write_text(f"{__import__('os').getpid()}\n")
+    assert reap_orphans(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists()
