@@ -21,7 +21,7 @@ def invoke(*args: str, env: dict | None = None):
 
 
 def test_quickstart_records_and_reads_back(tmp_path: Path) -> None:
-    db = tmp_path / "sub" / "hive-ai.db"
+    db = tmp_path / "hive-ai.db"
     result = invoke("--db", str(db), "quickstart")
     assert result.exit_code == 0, result.output
     assert "recorded consensus run" in result.output
