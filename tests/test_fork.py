@@ -167,6 +167,7 @@ def test_a_child_inside_an_inherited_transaction_gets_the_error_from_the_block(
                     os._exit(0)
             os.close(write_fd)
             _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
             assert os.read(read_fd, 100) == b"ForkedStore"
             os.close(read_fd)
             store.settings.upsert(Setting(key="parent-2", value="in tx"))
