@@ -457,8 +457,20 @@ class Store:
         self._check_open()
         facts = self.backend.describe()
         facts["schema_version"] = self.schema_version()
+        facts["legacy"] = self._legacy()
         facts["row_counts"] = self.backend.table_counts()
         return facts
+
+    def _legacy(self) -> str | None:
+        """How a legacy Hive database hive-store has not adopted yet looks (``None`` if it is
+        not one), from the migration plugin when it can tell."""
+        migrator = self.plugins.migrator(self.backend)
+        state = getattr(migrator, "legacy_state", None)
+        found = state() if callable(state) else None
+        if found is None:
+            return None
+        describe = getattr(found, "describe", None)
+        return str(describe() if callable(describe) else found)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

@@ -286,10 +286,12 @@ def check_integrity(store: Any) -> HealthResult | None:
     if rows == ["ok"]:
         return HealthResult(name="integrity", status="ok", message=f"{pragma} ok",
                             details={"pragma": pragma})
+    problems = [line for row in rows for line in row.splitlines() if line.strip()] or rows
+    first = next((p for p in problems if not p.startswith("***")), problems[0])
     return HealthResult(name="integrity", status="fail",
                         message=f"{pragma} found {len(rows)}{'+' if len(rows) >= limit else ''} "
-                                f"problem(s): {rows[0]}",
-                        details={"pragma": pragma, "problems": rows})
+                                f"problem(s): {first}",
+                        details={"pragma": pragma, "problems": problems})
 
 
 @guarded("foreign_keys")

@@ -512,7 +512,10 @@ class SQLiteBackend:
         try:
             try:
                 if not foreign_keys:
-                    conn.execute("PRAGMA foreign_keys = OFF")
+                    try:
+                        conn.execute("PRAGMA foreign_keys = OFF")
+                    except sqlite3.Error as exc:
+                        raise translate_error(exc, what or "starting a write") from None
                 self._begin(conn, what)
                 listener = self._listener
                 tx.before, tx.after = (listener.listening() if listener is not None
@@ -635,9 +638,12 @@ class SQLiteBackend:
         name = f"hive_store_sp{tx.depth}"
         mark = len(tx.changes)
         owner = ownership.owner_frame(0)
-        tx.depth += 1
         conn = tx.conn
-        conn.execute(f"SAVEPOINT {name}")
+        try:
+            conn.execute(f"SAVEPOINT {name}")
+        except sqlite3.Error as exc:
+            raise translate_error(exc, "starting a nested transaction") from None
+        tx.depth += 1
         if owner is not None:
             tx.owners.append(owner)
         try:
@@ -652,7 +658,10 @@ class SQLiteBackend:
         else:
             if self._forked:
                 raise self._closed_error()
-            conn.execute(f"RELEASE {name}")
+            try:
+                conn.execute(f"RELEASE {name}")
+            except sqlite3.Error as exc:
+                raise translate_error(exc, "ending a nested transaction") from None
         finally:
             tx.depth -= 1
             if owner is not None:

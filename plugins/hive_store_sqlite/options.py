@@ -35,6 +35,9 @@ class SQLiteOptions:
 
 def parse_options(url: StoreURL, options: dict[str, Any]) -> SQLiteOptions:
     """Build :class:`SQLiteOptions` from keyword options and URL query parameters."""
+    if "on_wait" in url.query:
+        raise ConfigurationError("on_wait is a keyword option of hive_store.open (a function), "
+                                 "not a URL option")
     merged: dict[str, Any] = {**url.query, **options}
     pool_fields = {f.name: f for f in attrs.fields(PoolConfig)}
     own_fields = {f.name: f for f in attrs.fields(SQLiteOptions) if f.name != "pool"}
@@ -48,6 +51,8 @@ def parse_options(url: StoreURL, options: dict[str, Any]) -> SQLiteOptions:
         else:
             known = ", ".join(sorted([*pool_fields, *own_fields]))
             raise ConfigurationError(f"unknown sqlite option {key!r} (known: {known})")
+    if own_kw.get("on_wait") is not None and not callable(own_kw["on_wait"]):
+        raise ConfigurationError("on_wait must be a function taking the seconds waited (or None)")
     if own_kw.get("durability", "normal") not in ("normal", "full"):
         raise ConfigurationError("durability must be 'normal' or 'full'")
     busy = own_kw.get("busy_timeout", 1.0)
