@@ -295,24 +295,26 @@ class OwnershipMachine(RuleBasedStateMachine):
     # -- iterators -------------------------------------------------------------------------------
 
     @precondition(lambda self: len(self.live) < 4)
-    @rule(target=iterators, batch=st.integers(1, 4), aio=st.booleans())
-    def open_iterator(self, batch: int, aio: bool) -> It:
-        if aio:
-            gen = self.astore.settings.iter(order_by="key", batch_size=batch)
-        else:
-            gen = self.repo.iter(order_by="key", batch_size=batch)
-        it = It("aio" if aio else "sync", gen, batch)
+    @rule(target=iterators, batch=st.integers(1, 4), aio=st.booleans(), w=st.integers(0, 2))
+    def open_iterator(self, batch: int, aio: bool, w: int) -> It:
+        if aio:  # its sync iterator is made on a worker thread at the first step
+            it = It("aio", self.astore.settings.iter(order_by="key", batch_size=batch), batch)
+        else:  # made on worker w: inside the transaction if w is in one
+            it = It("sync", self.workers[w].call(
+                lambda: self.repo.iter(order_by="key", batch_size=batch)), batch)
+            it.bound = w == self.tx_worker
+            it.bound_tx = self.tx_serial if it.bound else -1
         self.live.append(it)
         return it
 
     def _first_step(self, it: It, w: int | None) -> None:
         it.started = True
         it.since = self.clock
-        it.bound = it.kind == "sync" and w is not None and w == self.tx_worker
-        it.bound_tx = self.tx_serial if it.bound else -1
         if not it.bound and not self.memory:
-            it.snapshot = dict(self.model)
-        it.start = dict(self.pending if it.bound and self.pending is not None else self.model)
+            it.snapshot = dict(self.model)  # its own connection's snapshot
+        # what its connection sees: the transaction's view if it reads through it
+        through_tx = it.bound or (self.memory and w is not None and w == self.tx_worker)
+        it.start = dict(self.pending if through_tx and self.pending is not None else self.model)
 
     def _expect_refusal(self, it: It, w: int | None) -> bool:
         """A bound iterator advanced after its transaction, or from another thread."""
@@ -361,18 +363,16 @@ class OwnershipMachine(RuleBasedStateMachine):
 
             rows = self.aio(take())
         else:
-            if not it.started:
-                if self.blocked(w) and self.memory:
-                    return
-                self._first_step(it, w)
-            elif self._expect_refusal(it, w):
+            if self._expect_refusal(it, w):
                 with pytest.raises(hive_store.StorageError, match="transaction"):
                     self.workers[w].call(lambda: next(it.gen))
                 self.live.remove(it)
                 it.done = True
                 return
-            elif self.blocked(w) and self.memory:
-                return
+            if not it.bound and self.blocked(w) and self.memory:
+                return  # the one connection is the transaction's: this would wait
+            if not it.started:
+                self._first_step(it, w)
 
             def take_sync() -> list[Any]:
                 out = []

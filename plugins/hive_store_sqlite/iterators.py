@@ -9,9 +9,10 @@
 * An in-memory store has one connection: its iterators take it for each batch only, so they
   see what was committed (on that connection) between their batches, and an abandoned one
   blocks nobody.
-* Inside a transaction an iterator reads the transaction's connection and sees its writes; it
-  belongs to that transaction: advanced by another thread, or after the transaction ended
-  (even for rows it had already fetched), it raises :class:`hive_store.StorageError`.
+* An iterator made (``iter()`` called) inside a transaction reads the transaction's connection
+  and sees its writes; it belongs to that transaction: advanced by another thread, or after
+  the transaction ended (even for rows it had already fetched), it raises
+  :class:`hive_store.StorageError`.
 """
 
 from __future__ import annotations
@@ -34,25 +35,21 @@ Factory = Callable[[Any, Any], Any] | None
 
 def iterate(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size: int,
             factory: Factory, what: str) -> Iterator[Any]:
-    """The generator behind ``repository.iter()`` (see the module docstring). sqlite3 errors
-    become hive_store errors naming ``what``."""
-    from hive_store_sqlite.backend import translate_error
-
+    """The generator behind ``repository.iter()`` (see the module docstring); whether it
+    belongs to a transaction is decided here, when it is made. sqlite3 errors become
+    hive_store errors naming ``what``. (One generator per kind, each yielding the rows
+    itself: a delegating generator would add a frame switch to every row.)"""
     tx = backend._read_tx()
-    try:
-        if tx is not None:
-            yield from _in_transaction(tx, sql, params, batch_size, factory)
-        elif backend.memory:
-            yield from _shared(backend, sql, params, batch_size, factory)
-        else:
-            yield from _own(backend, sql, params, batch_size, factory)
-    except sqlite3.Error as exc:
-        raise translate_error(exc, what) from None
+    if tx is not None:
+        return _in_transaction(tx, sql, params, batch_size, factory, what)
+    if backend.memory:
+        return _shared(backend, sql, params, batch_size, factory, what)
+    return _own(backend, sql, params, batch_size, factory, what)
 
 
 def _own(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size: int,
-         factory: Factory) -> Iterator[Any]:
-    from hive_store_sqlite.backend import _broken
+         factory: Factory, what: str) -> Iterator[Any]:
+    from hive_store_sqlite.backend import _broken, translate_error
 
     backend._check_open()
     pool = backend.pool
@@ -74,6 +71,8 @@ def _own(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size: in
     except GeneratorExit:
         broken = False
         raise
+    except sqlite3.Error as exc:
+        raise translate_error(exc, what) from None
     finally:
         if not backend._forked:  # a child after fork() never touches the parent's connection
             if cursor is not None:
@@ -86,11 +85,15 @@ def _own(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size: in
 
 
 def _in_transaction(tx: Tx, sql: str, params: Sequence[Any], batch_size: int,
-                    factory: Factory) -> Iterator[Any]:
-    cursor = tx.conn.cursor()
-    cursor.row_factory = factory
-    tx.cursors.append(cursor)
+                    factory: Factory, what: str) -> Iterator[Any]:
+    from hive_store_sqlite.backend import translate_error
+
+    cursor: sqlite3.Cursor | None = None
     try:
+        _check_bound(tx)
+        cursor = tx.conn.cursor()
+        cursor.row_factory = factory
+        tx.cursors.append(cursor)
         cursor.execute(sql, params)
         while True:
             _check_bound(tx)
@@ -100,8 +103,10 @@ def _in_transaction(tx: Tx, sql: str, params: Sequence[Any], batch_size: int,
             for row in batch:
                 _check_bound(tx)  # rows fetched before the transaction ended stay unread
                 yield row
+    except sqlite3.Error as exc:
+        raise translate_error(exc, what) from None
     finally:
-        if not tx.ended and threading.get_ident() == tx.tid:
+        if cursor is not None and not tx.ended and threading.get_ident() == tx.tid:
             with contextlib.suppress(sqlite3.Error):
                 cursor.close()
             with contextlib.suppress(ValueError):
@@ -120,8 +125,10 @@ def _check_bound(tx: Tx) -> None:
 
 
 def _shared(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size: int,
-            factory: Factory) -> Iterator[Any]:
+            factory: Factory, what: str) -> Iterator[Any]:
     """The in-memory store's iterator: its one connection is taken for each step."""
+    from hive_store_sqlite.backend import translate_error
+
     cursor: sqlite3.Cursor | None = None
     try:
         while True:
@@ -136,6 +143,8 @@ def _shared(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size:
             if not batch:
                 break
             yield from batch
+    except sqlite3.Error as exc:
+        raise translate_error(exc, what) from None
     finally:
         if cursor is not None and not backend._forked:
             # Closing only resets the cursor's own statement (SQLite serialises the call on
