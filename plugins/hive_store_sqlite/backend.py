@@ -39,9 +39,9 @@ from hive_store.errors import (
     StoreClosed,
 )
 from hive_store.url import StoreURL
-from hive_store_sqlite import files, iterators, ownership
+from hive_store_sqlite import files, iterators, ownership, waits
 from hive_store_sqlite.files import quote_uri_path
-from hive_store_sqlite.options import SQLiteOptions, WaitListener
+from hive_store_sqlite.options import SQLiteOptions
 from hive_store_sqlite.ownership import ForkedStore, Held, TransactionSuspended, Tx
 from hive_store_sqlite.pool import Pool
 
@@ -79,7 +79,6 @@ WOULD_BLOCK: Any = object()
 
 _RO_CODES = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM,
                        sqlite3.SQLITE_AUTH})
-_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 def _with_code(err: Exception, exc: sqlite3.Error) -> Exception:
@@ -568,33 +567,10 @@ class SQLiteBackend:
             if self._on_wait is None:
                 conn.execute("BEGIN IMMEDIATE")
                 return
-            self._begin_noting_waits(conn, self._on_wait)
+            waits.begin_immediate(conn, self._on_wait, self.options.busy_timeout)
         except sqlite3.Error as exc:
             context = f"starting a write ({what})" if what else "starting a write"
             raise translate_error(exc, context) from None
-
-    def _begin_noting_waits(self, conn: sqlite3.Connection, on_wait: WaitListener) -> None:
-        total = self.options.busy_timeout
-        start = time.monotonic()
-        waited = False
-        conn.execute("PRAGMA busy_timeout = 1000")
-        try:
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    elapsed = time.monotonic() - start
-                    if _code(exc) not in _BUSY_CODES or elapsed >= total:
-                        raise
-                    left = total - elapsed
-                    conn.execute(f"PRAGMA busy_timeout = {max(1, int(min(1.0, left) * 1000))}")
-                    waited = True
-                    _notify(on_wait, elapsed)
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(total * 1000)}")
-            if waited:
-                _notify(on_wait, None)
 
     def _take_writer(self) -> tuple[sqlite3.Connection, bool]:
         """Take the write lock and a connection to write with: ``(connection, pooled)``.
@@ -774,13 +750,6 @@ class SQLiteBackend:
         if keeper is not None:
             keeper.close()
             self._keeper = None
-
-
-def _notify(listener: WaitListener, seconds: float | None) -> None:
-    try:
-        listener(seconds)
-    except Exception:  # a listener's failure must not fail the write
-        log.exception("the on_wait listener failed")
 
 
 class _Connection(sqlite3.Connection):
