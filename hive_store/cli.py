@@ -213,9 +213,9 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
             if facts.get("legacy"):
                 con.print(f"a legacy Hive database ({facts['legacy']}) that hive-store has not "
                           "adopted yet: `hive-store migrate` adopts it (a backup first)")
-            if facts.get("read_only_reason") and "read_only=True" not in str(
-                    facts["read_only_reason"]):
-                con.print(f"read-only here: {facts['read_only_reason']}")
+            if facts.get("not_writable"):
+                con.print(f"read-only here ({facts['not_writable']}): reads work, writes are "
+                          "refused")
             if "size_bytes" in facts:
                 con.print(f"size {_size(facts['size_bytes'])}, WAL {_size(facts['wal_bytes'])}, "
                           f"SQLite {facts.get('sqlite_version')}")

@@ -184,6 +184,16 @@ def read_only_mount(folder: Path) -> Iterator[None]:
         run("umount", "-l", str(folder))
 
 
+def _cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from hive_store.cli import make_cli
+
+    result = CliRunner().invoke(make_cli(), list(args), catch_exceptions=False)
+    assert "Traceback" not in result.output
+    return result
+
+
 def _filled(path: Path) -> None:
     with hive_store.open(f"sqlite://{path}") as store:
         store.users.add_many(User(id=f"u{i}") for i in range(10))
@@ -249,6 +259,15 @@ def test_a_read_only_folder_reads_and_refuses_writes_clearly(tmp_path: Path, how
                     assert "read-only" in message and str(folder / name) in message, message
                     assert "attempt to write" not in message
                     assert "unable to open" not in message
+            # the commands: read-only ones work and say why, writing ones fail in one line
+            db = str(folder / name)
+            status = _cli("--db", db, "status")
+            assert status.exit_code == 0 and "read-only here" in status.output, status.output
+            assert _cli("--db", db, "health").exit_code in (0, 1, 2)
+            assert _cli("--db", db, "stats").exit_code == 0
+            write = _cli("--db", db, "optimize")
+            assert write.exit_code == 1 and write.output.count("\n") == 1
+            assert "read-only" in write.output and "writes are refused" in write.output
     assert sorted(p.name for p in folder.iterdir()) == ["existing.db", "legacy.db"]
     with hive_store.open(f"sqlite://{folder / 'existing.db'}") as store:
         assert store.users.count() == 10 and store.backend.check_integrity(full=True)["ok"]

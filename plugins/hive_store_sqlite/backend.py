@@ -685,6 +685,8 @@ class SQLiteBackend:
         if self.read_only:
             facts["read_only_reason"] = self.read_only_reason
             facts["immutable"] = self.immutable
+        if not self.memory:
+            facts["not_writable"] = files.unwritable(self.path)  # why not, or None
         if self.permissions_warning:
             facts["permissions_warning"] = self.permissions_warning
         return facts
