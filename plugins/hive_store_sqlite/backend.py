@@ -50,6 +50,7 @@ log = logging.getLogger("hive_store.sqlite")
 __all__ = ["ForkedStore", "SQLiteBackend", "SQLiteOptions", "TransactionSuspended",
            "quote_uri_path", "translate_error"]
 
+
 def translate_error(exc: sqlite3.Error, what: str = "") -> Exception:
     """The hive_store exception for a sqlite3 error (never leaks the bare sqlite3 one)."""
     msg = str(exc)
@@ -111,7 +112,7 @@ class SQLiteBackend:
         self._closed = False
         self._forked = False
         self._pid = os.getpid()
-        self._repos: dict[str, Any] = {}
+        self._repos: dict[type, Any] = {}
         self._on_wait = options.on_wait
         self.read_only = options.read_only
         self.read_only_reason: str | None = "opened with read_only=True" if self.read_only \
