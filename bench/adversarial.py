@@ -1,8 +1,9 @@
 """The adversarial figures of docs/guarantees.md, from a script anyone can rerun.
 
-    python bench/adversarial.py [--quick] [--json out.json] [--seed 1]
+    python bench/adversarial.py [--quick] [--json out.json] [--markdown out.md] [--seed 1]
                                 [--values N] [--kills N] [--processes P] [--threads T]
                                 [--seconds S] [--forks N]
+    python bench/adversarial.py --from-json out.json --markdown out.md   # no new run
 
 Needs the ``test`` extra (hypothesis draws the values). Loopback only: it never opens a network
 connection (the D1 mirror is not configured for it); bounded in time (``--quick`` about a
@@ -101,6 +102,8 @@ class Calls:
     by_method: collections.Counter[str] = attrs.field(factory=collections.Counter)
     writes_read_back: int = 0
     mismatches: int = 0
+    escape_methods: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    mismatch_fields: collections.Counter[str] = attrs.field(factory=collections.Counter)
     escape_examples: list[dict[str, str]] = attrs.field(factory=list)
     mismatch_examples: list[dict[str, str]] = attrs.field(factory=list)
     tables: int = 0
@@ -119,6 +122,7 @@ class Calls:
         except Exception as exc:  # an escape: what this script is here to find
             name = type(exc).__name__
             self.escapes[name] += 1
+            self.escape_methods[f"{method} ({name})"] += 1
             if sum(1 for e in self.escape_examples if e["type"] == name) < EXAMPLES:
                 self.escape_examples.append({"type": name, "method": method, "table": table,
                                              "value": _short(value), "error": _short(str(exc))})
@@ -139,6 +143,8 @@ class Calls:
             self.mismatches += 1
             diff = [f.name for f in attrs.fields(type(written))
                     if getattr(stored, f.name) != getattr(written, f.name)]
+            for name in diff:
+                self.mismatch_fields[f"{table}.{name}"] += 1
             if len(self.mismatch_examples) < EXAMPLES * 2:
                 self.mismatch_examples.append({
                     "table": table, "method": method, "fields": ", ".join(diff),
@@ -465,6 +471,54 @@ def run_forks(folder: Path, forks: int) -> dict[str, Any]:
             "child_rows_written": int("child" in keys)}
 
 
+# -- the figures for docs/guarantees.md ----------------------------------------------------------
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The figures as the table of docs/guarantees.md (from a report as ``--json`` writes)."""
+    c, k, t = report["calls"], report["kills"], report["threads"]
+    f = report.get("forks")
+    m = report["machine"]
+    load = m.get("load_average")
+    escapes = ", ".join(f"{n} {name}" for name, n in sorted(c["escapes"].items())) or "none"
+    errors = ", ".join(f"{name} {n}" for name, n in
+                       sorted(c["errors"].items(), key=lambda kv: -kv[1]))
+    where = [f"{n} from {m_}" for m_, n in sorted(c.get("escape_methods", {}).items())]
+    mismatched = sorted(c.get("mismatch_fields", {}))
+    rows = [
+        ("API calls", f"{c['calls']:,} over {c['tables']} tables x {c['values']} hostile values x "
+                      f"{len(c['by_method'])} public entry points, in {c['seconds']:g} s"),
+        ("errors by type (allowed: HiveStoreError)", errors),
+        ("escapes (anything else)", escapes + (f": {', '.join(where)}" if where else "")),
+        ("writes read back", f"{c['writes_read_back']:,}; mismatches {c['mismatches']}"
+         + (f" ({', '.join(mismatched)})" if mismatched else "")),
+        ("kill -9 runs", f"{k['kills']} kills ({k['in_transaction']} inside a write), "
+                         f"{k['acked_commits']} acknowledged commits ({k['acked_rows']} rows): "
+                         f"lost {k['lost']}, partial {k['partial']}, integrity failures "
+                         f"{k['integrity_failures']}"),
+        ("threads x processes", f"{t['processes']} x {t['threads']} for {t['seconds']:g} s: "
+                                f"{t['operations']:,} operations, {t['acknowledged_writes']:,} "
+                                f"writes acknowledged: missing {t['missing']}, wrong rows "
+                                f"{t['wrong_rows']}, errors {sum(t['errors'].values())}, "
+                                f"integrity {'ok' if t['integrity_ok'] else 'FAILED'}"),
+    ]
+    if f:
+        rows.append(("fork() while threads work",
+                     f"{f['forks']} forks, {f['child_operations']} uses of the inherited store "
+                     f"in the child: {f['refused']} refused with ForkedStore, "
+                     f"{f['unexpected']} otherwise, {f['hangs']} hangs; parent missing "
+                     f"{f['parent_missing']} of {f['parent_acknowledged']:,} acknowledged"))
+    lines = ["| what | figures |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in rows]
+    lines.append("")
+    lines.append(f"Seed {report['settings']['seed']}; Python {m['python']}, SQLite {m['sqlite']}, "
+                 f"{m['cpus']} CPUs, load average at the start "
+                 f"{', '.join(f'{x:.1f}' for x in load) if load else 'unknown'}; "
+                 f"{report['seconds']:g} s in all; exit status "
+                 f"{'0 (every count that must be zero is zero)' if report['passed'] else '1'}.")
+    return "\n".join(lines) + "\n"
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 
@@ -472,6 +526,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small numbers (about a minute)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--markdown", type=Path, help="also write the docs table here")
+    ap.add_argument("--from-json", type=Path, help="make --markdown from an earlier --json")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--values", type=int, help="hostile values (default 150, quick 25)")
     ap.add_argument("--kills", type=int, help="kill -9 runs (default 100, quick 20)")
@@ -480,6 +536,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, help="threads x processes (default 20, quick 5)")
     ap.add_argument("--forks", type=int, help="forks while threads work (default 20, quick 6)")
     args = ap.parse_args()
+    if args.from_json:
+        text = markdown(json.loads(args.from_json.read_text()))
+        if args.markdown:
+            args.markdown.write_text(text)
+        print(text, end="")
+        return
     q = args.quick
     n_values = args.values or (25 if q else 150)
     kills = args.kills if args.kills is not None else (20 if q else 100)
@@ -500,7 +562,9 @@ def main() -> None:
         print(f"calls: {n_values} hostile values over every table and method …", flush=True)
         calls = run_calls(folder, n_values, args.seed)
         report["calls"] = {**attrs.asdict(calls), "errors": dict(calls.errors),
-                           "escapes": dict(calls.escapes), "by_method": dict(calls.by_method)}
+                           "escapes": dict(calls.escapes), "by_method": dict(calls.by_method),
+                           "escape_methods": dict(calls.escape_methods),
+                           "mismatch_fields": dict(calls.mismatch_fields)}
         print(f"  {calls.calls} calls ({calls.tables} tables x {calls.values} values), "
               f"{sum(calls.errors.values())} HiveStoreError, {sum(calls.escapes.values())} "
               f"escapes {dict(calls.escapes)}, {calls.writes_read_back} writes read back, "
@@ -546,6 +610,8 @@ def main() -> None:
     print(f"{'passed' if not failed else 'FAILED'} in {report['seconds']} s")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+    if args.markdown:
+        args.markdown.write_text(markdown(report))
     sys.exit(1 if failed else 0)
 
 
