@@ -297,19 +297,19 @@ class OwnershipMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.live) < 4)
     @rule(target=iterators, batch=st.integers(1, 4), aio=st.booleans(), w=st.integers(0, 2))
     def open_iterator(self, batch: int, aio: bool, w: int) -> It:
-        if aio:  # its sync iterator is made on a worker thread at the first step
+        if aio:
             it = It("aio", self.astore.settings.iter(order_by="key", batch_size=batch), batch)
-        else:  # made on worker w: inside the transaction if w is in one
+        else:  # made on worker w; where it reads is decided by the thread of its first step
             it = It("sync", self.workers[w].call(
                 lambda: self.repo.iter(order_by="key", batch_size=batch)), batch)
-            it.bound = w == self.tx_worker
-            it.bound_tx = self.tx_serial if it.bound else -1
         self.live.append(it)
         return it
 
     def _first_step(self, it: It, w: int | None) -> None:
         it.started = True
         it.since = self.clock
+        it.bound = it.kind == "sync" and w is not None and w == self.tx_worker
+        it.bound_tx = self.tx_serial if it.bound else -1
         if not it.bound and not self.memory:
             it.snapshot = dict(self.model)  # its own connection's snapshot
         # what its connection sees: the transaction's view if it reads through it
@@ -363,7 +363,7 @@ class OwnershipMachine(RuleBasedStateMachine):
 
             rows = self.aio(take())
         else:
-            if self._expect_refusal(it, w):
+            if it.started and self._expect_refusal(it, w):
                 with pytest.raises(hive_store.StorageError, match="transaction"):
                     self.workers[w].call(lambda: next(it.gen))
                 self.live.remove(it)
@@ -614,6 +614,21 @@ def _collect_holding(lock: Any) -> bool:
     with lock:
         gc.collect()
     return True
+
+
+def test_the_async_iter_inside_an_async_transaction_reads_through_it(any_store: Any) -> None:
+    async def main() -> None:
+        astore = AsyncStore(any_store, workers=2)
+        async with astore.transaction():
+            await astore.settings.upsert(Setting(key="k0", value="in tx"))
+            keys = [s.key async for s in astore.settings.iter(order_by="key", batch_size=2)]
+            assert keys == sorted([*KEYS, "k0"])
+        after = [s.key async for s in astore.settings.iter(order_by="key")]
+        assert after == sorted([*KEYS, "k0"])  # committed
+        astore._executor.shutdown(wait=True)
+
+    asyncio.run(main())
+    assert any_store.backend.pool.stats().in_use == 0
 
 
 def test_an_iterator_inside_a_transaction_sees_it_and_ends_with_it(any_store: Any) -> None:

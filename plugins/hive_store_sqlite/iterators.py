@@ -9,10 +9,11 @@
 * An in-memory store has one connection: its iterators take it for each batch only, so they
   see what was committed (on that connection) between their batches, and an abandoned one
   blocks nobody.
-* An iterator made (``iter()`` called) inside a transaction reads the transaction's connection
-  and sees its writes; it belongs to that transaction: advanced by another thread, or after
-  the transaction ended (even for rows it had already fetched), it raises
-  :class:`hive_store.StorageError`.
+* An iterator that starts (takes its first row) inside a transaction reads the transaction's
+  connection and sees its writes; it belongs to that transaction: advanced by another thread,
+  or after the transaction ended (even for rows it had already fetched), it raises
+  :class:`hive_store.StorageError`. (The asyncio ``iter`` inside ``async with
+  store.transaction()`` starts on the transaction's thread, so it reads through it too.)
 """
 
 from __future__ import annotations
@@ -35,22 +36,20 @@ Factory = Callable[[Any, Any], Any] | None
 
 def iterate(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size: int,
             factory: Factory, what: str) -> Iterator[Any]:
-    """The generator behind ``repository.iter()`` (see the module docstring); whether it
-    belongs to a transaction is decided here, when it is made. sqlite3 errors become
-    hive_store errors naming ``what``. (One generator per kind, each yielding the rows
-    itself: a delegating generator would add a frame switch to every row.)"""
-    tx = backend._read_tx()
-    if tx is not None:
-        return _in_transaction(tx, sql, params, batch_size, factory, what)
-    if backend.memory:
-        return _shared(backend, sql, params, batch_size, factory, what)
-    return _own(backend, sql, params, batch_size, factory, what)
-
-
-def _own(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size: int,
-         factory: Factory, what: str) -> Iterator[Any]:
+    """The generator behind ``repository.iter()`` (see the module docstring). Where it reads
+    is decided when it starts (its first ``next()``), on the thread that starts it: through
+    that thread's transaction if it is in one, else on a connection of its own (the common
+    case, looped here without a delegating generator: that would cost a frame switch per
+    row). sqlite3 errors become hive_store errors naming ``what``."""
     from hive_store_sqlite.backend import _broken, translate_error
 
+    tx = backend._read_tx()
+    if tx is not None:
+        yield from _in_transaction(tx, sql, params, batch_size, factory, what)
+        return
+    if backend.memory:
+        yield from _shared(backend, sql, params, batch_size, factory, what)
+        return
     backend._check_open()
     pool = backend.pool
     conn = pool.checkout()
