@@ -48,6 +48,7 @@ def test_quickstart_end_to_end_never_touches_the_hive_history(tmp_path: Path) ->
     (home / ".hive").mkdir(parents=True)
     history = home / ".hive" / "hive-ai.db"
     shutil.copy(legacy_fixture("hive-ai-v10.db"), history)
+    os.chmod(history, 0o600)  # private, as it should be (a 0644 one gets a warning line too)
     before = sha(history)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIVE_STORE_")}
     env.update(HOME=str(home), HIVE_STORE_LOAD_PLUGINS="")
