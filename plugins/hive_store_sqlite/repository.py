@@ -222,18 +222,11 @@ class SQLiteRepository(Generic[E]):
         return self._iter(sql, params, batch_size)
 
     def _iter(self, sql: str, params: list[Any], batch_size: int) -> Iterator[E]:
-        try:
-            with self.backend.connection() as conn:
-                cursor = conn.cursor()
-                cursor.row_factory = self.codec.row_factory
-                try:
-                    cursor.execute(sql, params)
-                    while batch := cursor.fetchmany(batch_size):
-                        yield from batch
-                finally:
-                    cursor.close()
-        except sqlite3.Error as exc:
-            raise translate_error(exc, f"reading {self.codec.table}") from None
+        # The backend's iterator owns its connection (any thread may advance or finish it).
+        rows: Iterator[E] = self.backend.iterate(sql, params, batch_size,
+                                                 self.codec.row_factory,
+                                                 f"reading {self.codec.table}")
+        return rows
 
     def search(self, text: str, *, fields: Sequence[str], limit: int | None = None,
                order_by: OrderBy = None) -> list[E]:
