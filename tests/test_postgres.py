@@ -522,3 +522,36 @@ def test_folders_of_dead_runs_are_removed(tmp_path: Path) -> None:
     (alive / "owner.pid").write_text(f"{__import__('os').getpid()}\n")
     assert reap_orphans(tmp_path) == [dead]
     assert not dead.exists() and alive.exists()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork()")
+def test_a_store_used_after_fork_is_refused_in_the_child(pg: hive_store.Store) -> None:
+    """The child gets StoreClosed at once and never touches the parent's connections; the
+    parent's store goes on."""
+    import os
+
+    pg.users.add(User(id="before"))
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without cleanup
+        outcome = []
+        for op in (lambda: pg.users.count(), lambda: pg.users.add(User(id="child")),
+                   lambda: pg.transaction().__enter__()):
+            try:
+                op()
+                outcome.append("ok")
+            except hive_store.StoreClosed as exc:
+                outcome.append("refused" if "os.fork()" in str(exc) else str(exc))
+            except BaseException as exc:
+                outcome.append(f"UNEXPECTED {type(exc).__name__}")
+        pg.close()  # in the child: touches nothing of the parent's
+        os.write(write_fd, ",".join(outcome).encode())
+        os._exit(0)
+    os.close(write_fd)
+    _, status = os.waitpid(pid, 0)
+    report = os.read(read_fd, 1000).decode()
+    os.close(read_fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert report == "refused,refused,refused"
+    pg.users.add(User(id="after"))  # the parent's connections still work
+    assert sorted(u.id for u in pg.users.find()) == ["after", "before"]

@@ -36,6 +36,7 @@ import collections
 import contextlib
 import itertools
 import logging
+import os
 import random
 import threading
 import time
@@ -102,6 +103,7 @@ class PostgresBackend:
         self._repos: dict[type, Any] = {}
         self._begin = f"BEGIN ISOLATION LEVEL {ISOLATION_LEVELS[options.isolation]}"
         self.retries = {"serialization": 0, "deadlock": 0}
+        self._pid = os.getpid()
         self._lane: collections.deque[Any] = collections.deque()
         self._lane_lock = threading.Lock()
         self._waiting = 0
@@ -157,9 +159,19 @@ class PostgresBackend:
     # timeout still apply), when it is not idle, or when test_on_checkout asks for the
     # pool's check on every use.
 
+    def _check_fork(self) -> None:
+        """A store is one process's: in a child made by ``os.fork()`` it refuses to work
+        (the connections belong to the parent; using or closing them there would break the
+        parent's sessions)."""
+        if os.getpid() != self._pid:
+            raise StoreClosed("this store was opened in another process (before os.fork()): "
+                              "open a new one in this process")
+
     def _checkout(self) -> Any:
         if self._closed:
             raise StoreClosed("the store is closed")
+        if os.getpid() != self._pid:
+            self._check_fork()
         try:
             return self._lane.pop()
         except IndexError:
@@ -215,6 +227,8 @@ class PostgresBackend:
         row's values, if given). Inside a transaction: on its connection."""
         tx: _Tx | None = getattr(self._local, "tx", None)
         if tx is not None:
+            if os.getpid() != self._pid:
+                self._check_fork()
             # No savepoint for a read: one that fails at the server (a timeout, a lost
             # connection) is rare enough to let it end the transaction.
             try:
@@ -294,6 +308,8 @@ class PostgresBackend:
         self._refuse_writes()
         tx: _Tx | None = getattr(self._local, "tx", None)
         if tx is not None:
+            if os.getpid() != self._pid:
+                self._check_fork()
             cur = self._guarded(tx, lambda: _execute(tx.conn, sql, params), what)
             if change is not None and (tx.before or tx.after):
                 made = change(cur)
@@ -347,6 +363,7 @@ class PostgresBackend:
         nothing)."""
         tx: _Tx | None = getattr(self._local, "tx", None)
         if tx is not None:
+            self._check_fork()
             yield from self._savepoint(tx)
             return
         self._refuse_writes()
@@ -589,6 +606,8 @@ class PostgresBackend:
         if self._closed:
             return
         self._closed = True
+        if os.getpid() != self._pid:
+            return  # a forked child: the connections and the pool's threads are the parent's
         self._drain_lane()
         self.pool.close(timeout=5)
 
