@@ -555,3 +555,101 @@ def test_a_store_used_after_fork_is_refused_in_the_child(pg: hive_store.Store) -
     assert report == "refused,refused,refused"
     pg.users.add(User(id="after"))  # the parent's connections still work
     assert sorted(u.id for u in pg.users.find()) == ["after", "before"]
+
+
+# -- transactions held by generators, iterators bound to a transaction (as on SQLite:
+# tests/test_ownership.py) ---------------------------------------------------------------------
+
+
+def _in_thread(fn: Any) -> Any:
+    out: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "the thread hung"
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
+def test_a_write_while_a_generator_holds_the_transaction_is_refused(
+        pg: hive_store.Store) -> None:
+    from hive_store.entities import Setting
+
+    store = pg
+
+    def exporter() -> Any:
+        with store.transaction():
+            store.settings.upsert(Setting(key="gen", value="inside"))
+            yield "suspended inside the transaction"
+            store.settings.upsert(Setting(key="gen2", value="resumed"))
+
+    gen = exporter()
+    next(gen)
+    with pytest.raises(hive_store.StorageError, match="suspended") as err:
+        store.settings.upsert(Setting(key="later", value="would be lost"))
+    assert "exporter()" in str(err.value)
+    with pytest.raises(hive_store.StorageError, match="suspended"), store.transaction():
+        pass
+    assert store.settings.find_one(key="gen") is None  # reads: committed data only
+    gen.close()  # rolls the generator's transaction back
+    assert store.settings.find_one(key="gen") is None
+    assert store.settings.find_one(key="later") is None
+    store.settings.upsert(Setting(key="later", value="now it is written"))
+    assert store.settings.get("later").value == "now it is written"
+    gen = exporter()
+    next(gen)
+    with pytest.raises(StopIteration):
+        next(gen)  # resumed: the generator's own writes commit together
+    assert {store.settings.get(k).value for k in ("gen", "gen2")} == {"inside", "resumed"}
+    assert store.backend.pool_stats()["in_use"] == 0
+
+
+def test_a_generator_resumed_in_another_thread_cannot_use_its_transaction(
+        pg: hive_store.Store) -> None:
+    from hive_store.entities import Setting
+
+    store = pg
+
+    def gen() -> Any:
+        with store.transaction():
+            store.settings.upsert(Setting(key="a", value="1"))
+            yield
+            store.settings.upsert(Setting(key="b", value="2"))  # now on another thread
+            yield
+
+    g = gen()
+    next(g)
+    with pytest.raises(hive_store.StorageError, match="another thread"):
+        _in_thread(lambda: next(g))
+    assert store.settings.find_one(key="a") is None  # rolled back, nothing committed
+    store.settings.upsert(Setting(key="c", value="3"))  # this thread is free again
+    assert [s.key for s in store.settings.find()] == ["c"]
+    assert store.backend.pool_stats()["in_use"] == 0
+
+
+def test_an_iterator_inside_a_transaction_sees_it_and_ends_with_it(
+        pg: hive_store.Store) -> None:
+    from hive_store.entities import Setting
+
+    store = pg
+    store.settings.add_many([Setting(key=f"k{i}", value=str(i)) for i in range(5)])
+    with store.transaction():
+        store.settings.upsert(Setting(key="k0", value="in tx"))
+        it = store.settings.iter(order_by="key", batch_size=1)
+        assert next(it).value == "in tx"  # sees the transaction's own write
+        with pytest.raises(hive_store.StorageError, match="another thread"):
+            _in_thread(lambda: next(it))
+        it2 = store.settings.iter(order_by="key", batch_size=100)
+        next(it2)
+    with pytest.raises(hive_store.StorageError, match="has ended"):
+        next(it2)  # even its already fetched rows: the transaction is over
+    assert store.backend.pool_stats()["in_use"] == 0

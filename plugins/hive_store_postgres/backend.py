@@ -38,13 +38,17 @@ import itertools
 import logging
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import attrs
 
+from hive_store import ownership
 from hive_store.backend import CommitListener
 from hive_store.changes import Batch, Change, Changes, Op
 from hive_store.errors import (
@@ -71,7 +75,7 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-@attrs.define
+@attrs.define(eq=False)
 class _Tx:
     conn: Any
     before: bool = False  # someone listens before commit
@@ -79,6 +83,31 @@ class _Tx:
     depth: int = 0
     guard: bool = True  # a savepoint around each statement (a failed one keeps the tx usable)
     changes: list[Change | Batch] = attrs.field(factory=list)
+    tid: int = 0
+    owners: list[FrameType] = attrs.field(factory=list)  # generator frames owning a level
+    ended: bool = False
+
+    def usable(self) -> bool:
+        """Whether the current thread may use this transaction now (see
+        :mod:`hive_store.ownership`)."""
+        return not self.ended and all(ownership.running_here(o) for o in self.owners)
+
+    def suspended_error(self) -> StorageError:
+        owner = next((o for o in self.owners if not ownership.running_here(o)), None)
+        where = ownership.describe(owner) if owner is not None else "a generator"
+        return StorageError(
+            f"this thread's transaction was opened by {where}, which is suspended or running "
+            "in another thread: a write now would join that transaction and be lost if it "
+            "rolls back. Finish (or close) the generator first, or open the transaction "
+            "outside it")
+
+
+# Frames looked through when finding a transaction's owner (hive_store.ownership).
+_INTERNAL = tuple(sorted({
+    str(Path(contextlib.__file__)),
+    str(Path(__file__).parent) + os.sep,
+    str(Path(sys.modules["hive_store"].__file__ or "").parent) + os.sep,
+}))
 
 
 class PostgresBackend:
@@ -104,6 +133,7 @@ class PostgresBackend:
         self._begin = f"BEGIN ISOLATION LEVEL {ISOLATION_LEVELS[options.isolation]}"
         self.retries = {"serialization": 0, "deadlock": 0}
         self._pid = os.getpid()
+        self._owned: dict[int, _Tx] = {}  # id(owner frame) -> its transaction
         self._lane: collections.deque[Any] = collections.deque()
         self._lane_lock = threading.Lock()
         self._waiting = 0
@@ -208,10 +238,34 @@ class PostgresBackend:
             with contextlib.suppress(Exception):
                 self.pool.putconn(conn)
 
+    def _tx(self, writing: bool) -> _Tx | None:
+        """The calling thread's transaction, if it may use it now. A transaction opened by a
+        generator that is suspended is not used: writes raise, reads take a connection of
+        their own (committed data). Code running inside a generator whose transaction belongs
+        to another thread may not work at all."""
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        if tx is None:
+            if self._owned:
+                foreign = ownership.on_this_stack(self._owned)  # type: ignore[arg-type]
+                if foreign is not None and foreign.tid != threading.get_ident():  # type: ignore[attr-defined]
+                    raise StorageError(
+                        "this code runs in a generator that opened a transaction in another "
+                        "thread; a transaction belongs to the thread that opened it: finish "
+                        "the generator there")
+            return None
+        if tx.ended:
+            self._local.tx = None  # ended elsewhere (a generator closed in another thread)
+            return self._tx(writing)
+        if tx.owners and not tx.usable():
+            if writing:
+                raise tx.suspended_error()
+            return None
+        return tx
+
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
         """A connection for reads: the thread's transaction connection, or one from the pool."""
-        tx: _Tx | None = getattr(self._local, "tx", None)
+        tx = self._tx(False)
         if tx is not None:
             yield tx.conn
             return
@@ -226,6 +280,8 @@ class PostgresBackend:
         """Run a read and return the first row or all rows (made by ``factory`` from each
         row's values, if given). Inside a transaction: on its connection."""
         tx: _Tx | None = getattr(self._local, "tx", None)
+        if tx is not None or self._owned:
+            tx = self._tx(False)
         if tx is not None:
             if os.getpid() != self._pid:
                 self._check_fork()
@@ -246,7 +302,8 @@ class PostgresBackend:
     # -- transactions -------------------------------------------------------------------------
 
     def in_transaction(self) -> bool:
-        return getattr(self._local, "tx", None) is not None
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        return tx is not None and not tx.ended
 
     def set_commit_listener(self, listener: CommitListener | None) -> None:
         self._listener = listener
@@ -307,6 +364,8 @@ class PostgresBackend:
         listens. Returns the :class:`Result` (``rowcount``, the ``RETURNING`` row)."""
         self._refuse_writes()
         tx: _Tx | None = getattr(self._local, "tx", None)
+        if tx is not None or self._owned:
+            tx = self._tx(True)
         if tx is not None:
             if os.getpid() != self._pid:
                 self._check_fork()
@@ -361,16 +420,18 @@ class PostgresBackend:
         """A write transaction (``BEGIN ISOLATION LEVEL …``); nested calls are savepoints.
         ``guard=False``: no savepoint per statement (the caller treats the block as all or
         nothing)."""
-        tx: _Tx | None = getattr(self._local, "tx", None)
+        tx = self._tx(True)
         if tx is not None:
             self._check_fork()
             yield from self._savepoint(tx)
             return
         self._refuse_writes()
+        owner = ownership.owner_frame(0, _INTERNAL)
         conn = self._checkout()
         listener = self._listener
         before, after = listener.listening() if listener is not None else (False, False)
-        tx = _Tx(conn, before, after, guard=guard)
+        tx = _Tx(conn, before, after, guard=guard, tid=threading.get_ident(),
+                 owners=[owner] if owner is not None else [])
         begin = self._begin if isolation is None else (
             f"BEGIN ISOLATION LEVEL {ISOLATION_LEVELS[isolation]}")
         try:
@@ -380,8 +441,15 @@ class PostgresBackend:
                 raise translate_error(exc, f"starting a write ({what})" if what
                                       else "starting a write") from None
             self._local.tx = tx
+            if owner is not None:
+                self._owned[id(owner)] = tx
             try:
                 yield conn
+                if threading.get_ident() != tx.tid:
+                    raise StorageError(
+                        "a transaction opened in another thread (by a generator resumed "
+                        "here) cannot be committed here: it was rolled back; finish the "
+                        "generator in the thread that started it")
                 if tx.changes and before and listener is not None:
                     listener.before_commit(conn, Changes(tx.changes))
                 try:
@@ -396,7 +464,11 @@ class PostgresBackend:
                     raise translate_error(exc, what) from None
                 raise
             finally:
-                self._local.tx = None
+                tx.ended = True
+                if owner is not None:
+                    self._owned.pop(id(owner), None)
+                if threading.get_ident() == tx.tid:
+                    self._local.tx = None
         finally:
             self._checkin(conn)
         if tx.changes and tx.after and self._listener is not None:
@@ -408,7 +480,7 @@ class PostgresBackend:
         times and ``retry_timeout`` seconds) after a serialization failure or a deadlock.
         Inside a transaction it is a savepoint and is not retried: the outermost transaction
         is what can run again."""
-        if getattr(self._local, "tx", None) is not None:
+        if self._tx(True) is not None:
             with self.transaction(what=what):
                 return fn()
         attempt = 0
@@ -427,12 +499,17 @@ class PostgresBackend:
     def _savepoint(self, tx: _Tx) -> Iterator[Any]:
         name = f"hive_store_sp{tx.depth}"
         mark = len(tx.changes)
+        owner = ownership.owner_frame(1, _INTERNAL)
+        if owner is not None:
+            tx.owners.append(owner)
         tx.depth += 1
         conn = tx.conn
         try:
             conn.execute(f"SAVEPOINT {name}")
         except Exception as exc:
             tx.depth -= 1
+            if owner is not None:
+                tx.owners.remove(owner)
             raise translate_error(exc, "starting a savepoint") from None
         try:
             yield conn
@@ -451,6 +528,8 @@ class PostgresBackend:
                 raise translate_error(exc, "releasing a savepoint") from None
         finally:
             tx.depth -= 1
+            if owner is not None and owner in tx.owners:
+                tx.owners.remove(owner)
 
     # -- streaming ------------------------------------------------------------------------------
 
@@ -460,7 +539,7 @@ class PostgresBackend:
         calling thread's transaction, or on a connection of its own in a read-only
         transaction (one snapshot), given back when the iterator ends, is closed or is
         collected."""
-        tx: _Tx | None = getattr(self._local, "tx", None)
+        tx = self._tx(False)
         if self._closed:
             raise StoreClosed("the store is closed")
         return self._iterate(tx, sql, params, batch_size, factory, what)
@@ -485,8 +564,18 @@ class PostgresBackend:
             try:
                 cur.itersize = batch_size
                 cur.execute(sql, params)
-                while batch := cur.fetchmany(batch_size):
-                    yield from batch
+                if tx is None:
+                    while batch := cur.fetchmany(batch_size):
+                        yield from batch
+                else:  # it belongs to the transaction: its thread, while it lasts
+                    while True:
+                        _bound(tx)
+                        batch = cur.fetchmany(batch_size)
+                        if not batch:
+                            break
+                        for row in batch:
+                            _bound(tx)
+                            yield row
             finally:
                 with contextlib.suppress(Exception):
                     cur.close()
@@ -641,6 +730,16 @@ class Result:
 def _execute(conn: Any, sql: str, params: Sequence[Any]) -> Result:
     cur = conn.execute(sql, params)
     return Result(cur.rowcount, cur.fetchone() if cur.description is not None else None)
+
+
+def _bound(tx: _Tx) -> None:
+    """An iterator opened inside a transaction is used by its thread while it lasts."""
+    if tx.ended:
+        raise StorageError("this iterator was opened inside a transaction that has ended; "
+                           "open it again (outside the transaction it reads committed data)")
+    if threading.get_ident() != tx.tid or (tx.owners and not tx.usable()):
+        raise StorageError("this iterator was opened inside another thread's (or a suspended "
+                           "generator's) transaction: it can only be used there")
 
 
 def _driver_error(exc: BaseException) -> bool:
