@@ -8,7 +8,7 @@
 Importing this package loads no plugin; plugins load on first use.
 """
 
-from hive_store import entities
+from hive_store import entities, values
 from hive_store.changes import Change, Changes, Op
 from hive_store.entities import ContextType, EventType, Stage, ThreadType
 from hive_store.errors import (
@@ -22,6 +22,7 @@ from hive_store.errors import (
     NotFound,
     PluginError,
     PoolTimeout,
+    RawValueError,
     StorageError,
     StoreClosed,
     ValidationError,
@@ -29,6 +30,7 @@ from hive_store.errors import (
 from hive_store.hookspecs import hookimpl, hookspec, listens_when
 from hive_store.ids import uuid7
 from hive_store.store import ConsensusRun, StageOutput, Store, open
+from hive_store.values import RawValue
 
 __version__ = "0.1.0"
 
@@ -49,6 +51,8 @@ __all__ = [
     "Op",
     "PluginError",
     "PoolTimeout",
+    "RawValue",
+    "RawValueError",
     "Stage",
     "StageOutput",
     "StorageError",
@@ -63,4 +67,5 @@ __all__ = [
     "listens_when",
     "open",
     "uuid7",
+    "values",
 ]
