@@ -55,7 +55,7 @@ def assert_every_legacy_value_kept(conn: sqlite3.Connection, legacy: sqlite3.Con
 def test_open_adopts_a_legacy_fixture_without_losing_anything(tmp_path: Path, name: str) -> None:
     path = copy_fixture(name, tmp_path)
     with hive_store.open(f"sqlite://{path}") as store:
-        assert store.schema_version() == 2
+        assert store.schema_version() == 3
         report = store.plugins.migrator(store.backend)  # a fresh migrator: nothing to adopt
         assert report.legacy_state() is None
         # the store works on the adopted data, through the new API

@@ -109,8 +109,9 @@ def test_plugin_set_with_triggers_is_applied_and_recorded(tmp_path: Path) -> Non
                             "FROM hive_store_migrations WHERE namespace IN ('hive_store', 'notes') "
                             "ORDER BY namespace, version").fetchall()
     assert [(r[0], r[1], r[2]) for r in rows] == [
-        ("hive_store", 1, "hive_schema"), ("hive_store", 2, "seed_catalog"), ("notes", 1, "notes")]
-    assert rows[2][3] == mset.migrations[0].checksum and rows[2][4] >= 0
+        ("hive_store", 1, "hive_schema"), ("hive_store", 2, "seed_catalog"),
+        ("hive_store", 3, "time_keys"), ("notes", 1, "notes")]
+    assert rows[3][3] == mset.migrations[0].checksum and rows[3][4] >= 0
     # reopening applies nothing twice
     hive_store.open(f"sqlite://{path}", plugins=_plugins(mset)).close()
     with sqlite3.connect(path) as conn:
@@ -186,7 +187,7 @@ def test_core_migrations_are_shipped_as_package_data() -> None:
     from hive_store_migrate import core_migrations
 
     core = core_migrations()
-    assert [m.version for m in core.migrations] == [1, 2]
+    assert [m.version for m in core.migrations] == [1, 2, 3]
     assert all(m.down for m in core.migrations)
 
 
