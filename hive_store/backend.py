@@ -122,6 +122,9 @@ class Backend(Protocol):
     url: StoreURL
     dialect: str
     """The SQL dialect of the native connections (``"sqlite"``); migrators check it."""
+    read_only: bool
+    """Opened with ``read_only=True``: every write raises :class:`hive_store.StorageError`,
+    and nothing (migrations, plugins, the backend itself) may change the database."""
 
     def repository(self, codec: EntityCodec[E]) -> Repository[E]:
         """A repository for the entity described by ``codec``."""

@@ -505,8 +505,9 @@ def open(
     url: str | None = None,
     *,
     plugins: Plugins | None = None,
-    migrate: bool = True,
+    migrate: bool | None = None,
     allow_drift: bool = False,
+    read_only: bool = False,
     strict: bool = False,
     **options: Any,
 ) -> Store:
@@ -515,8 +516,12 @@ def open(
     :param url: ``sqlite:///abs/path.db``, ``sqlite:rel.db``, ``:memory:`` or a file path;
         default ``HIVE_STORE_DB`` or ``~/.hive/hive-ai.db``
     :param plugins: a plugin set (default: the process-wide one, loaded from entry points)
-    :param migrate: bring the schema up to date (default); ``False`` opens as it is
+    :param migrate: bring the schema up to date (the default unless ``read_only``);
+        ``False`` opens as it is
     :param allow_drift: open even if an applied migration's file changed since
+    :param read_only: open an existing database without changing a byte of it: no file is
+        created, nothing is migrated or adopted, plugins write nothing, and every write raises
+        :class:`StorageError` (for inspecting a file, e.g. ``hive-store status``)
     :param strict: reads raise :class:`hive_store.RawValueError` for a stored value that has
         no meaning of its field's type; by default the entity holds a
         :class:`hive_store.RawValue` with the exact stored value instead (files the old Hive
@@ -525,6 +530,8 @@ def open(
         ``durability="full"`` (see the backend's documentation)
     """
     parsed = parse_url(url if url is not None else default_url())
+    if read_only:
+        options["read_only"] = True
     plugins = plugins or get_plugins()
     try:
         backend = plugins.backend(parsed, dict(options))
@@ -538,11 +545,16 @@ def open(
         raise ConfigurationError(
             f"no installed backend handles {parsed.scheme!r} URLs (available schemes: {schemes})"
         )
+    if getattr(backend, "read_only", False):  # asked here or in the URL (?read_only=1)
+        if migrate:
+            backend.close()
+            raise ConfigurationError("a store opened read-only cannot be migrated")
+        migrate = False
     try:
         if not isinstance(strict, bool):
             raise ConfigurationError("strict takes True or False")
         store = Store(backend, plugins, strict=strict)
-        if migrate:
+        if migrate is None or migrate:
             migrator = plugins.migrator(backend)
             if migrator is None:
                 raise MigrationError(

@@ -1,5 +1,7 @@
 """Adopting databases written by the old Hive apps: every legacy row and value kept, the
-schema made canonical, violations reported, a backup written first."""
+schema made canonical with as little change as possible, other programs' additions kept in
+place, the old apps' own runner finding nothing to apply afterwards, violations reported, a
+backup written first."""
 
 from __future__ import annotations
 
@@ -12,17 +14,26 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from hive_store_migrate import core_migrations
-from hive_store_migrate.schema import canonical, describe, diff
+from hive_store_migrate.schema import canonical, compare, describe, diff
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hive_store
 from hive_store.cli import make_cli
-from hive_store.entities import Conversation, Message, User
+from hive_store.entities import ConsensusProfile, Conversation, Message, User
 from tests.conftest import legacy_fixture, legacy_manifest, table_digest
 
-FIXTURES = ["hive-ai-v5.db", "hive-ai-v10.db"]
+FIXTURES = ["hive-ai-v5.db", "hive-ai-v9.db", "hive-ai-v10.db", "hive-ai-v13.db",
+            "hive-ai-electron.db"]
 CANONICAL = canonical(core_migrations().migrations[0].statements)
+CORE_LATEST = core_migrations().latest
+ELECTRON_COLUMNS = {"messages": ["tokens_used", "cost", "consensus_path", "consensus_rounds",
+                                 "parent_message_id"],
+                    "consensus_profiles": ["max_consensus_rounds"]}
+ELECTRON_TABLES = ["d1_usage_queue", "sessions", "stage_outputs"]
+# tables the core's later migrations add rows to (0002 the catalog, 0003 Hive's record)
+SEEDED = {"openrouter_providers", "openrouter_models", "consensus_profiles", "consensus_settings",
+          "schema_migrations"}
 
 
 def copy_fixture(name: str, tmp_path: Path) -> Path:
@@ -31,33 +42,106 @@ def copy_fixture(name: str, tmp_path: Path) -> Path:
     return path
 
 
-def assert_every_legacy_value_kept(conn: sqlite3.Connection, legacy: sqlite3.Connection,
-                                   manifest: dict) -> None:
-    """``legacy`` holds the rows before adoption (its digests equal the manifest's); every one
-    of them, with every legacy column's value, must be in the adopted database — in the live
-    table, or for columns the canonical table lacks, in ``hive_store_legacy_<table>``."""
+def adopt(path: Path) -> dict:
+    """Open (and so adopt) the file; the stored adoption report."""
+    hive_store.open(f"sqlite://{path}").close()
+    with sqlite3.connect(path) as conn:
+        return json.loads(conn.execute("SELECT report FROM hive_store_adoption").fetchone()[0])
+
+
+# -- Hive's own runner, re-implemented from its rule (hive-schema.md, "Migration system") ------
+
+# The migration files a Hive install ships: 001-013, plus 010_rollback.sql, which the runner
+# takes for version 10 (the number before the first "_").
+HIVE_FILES = [f"{v:03d}_m.sql" for v in range(1, 14)] + ["010_rollback.sql"]
+
+
+def hive_runner_pending(conn: sqlite3.Connection) -> list[int]:
+    """The versions Hive's runner would run on this file: every file whose number is above
+    the highest version in schema_migrations, read once before the loop."""
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    for table, facts in manifest.items():
-        cols = facts["columns"]
-        assert table_digest(legacy, table) == facts["sha256"], f"{table}: not the legacy rows"
-        source = f"hive_store_legacy_{table}" if f"hive_store_legacy_{table}" in tables else table
-        have = [r[1] for r in conn.execute("SELECT * FROM pragma_table_info(?)", (source,))]
-        assert set(cols) <= set(have), f"{source}: columns {have} lost some of {cols}"
-        select = ", ".join(f'"{c}"' for c in cols)
-        before = legacy.execute(f'SELECT {select} FROM "{table}"').fetchall()
-        after = set(conn.execute(f'SELECT {select} FROM "{source}"').fetchall())
-        missing = [r for r in before if r not in after]
-        assert not missing, f"{table}: {len(missing)} legacy rows lost or changed"
-        assert len(before) == facts["rows"]
+    current = 0
+    if "schema_migrations" in tables:
+        current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations"
+                               ).fetchone()[0]
+    return sorted(int(f.split("_")[0]) for f in HIVE_FILES if int(f.split("_")[0]) > current)
+
+
+def run_hive_runner(path: Path) -> list[int]:
+    """Start 'the old app' on the file: run what the rule picks, each file split on ';' with
+    foreign keys on, as the runner does. The files here only mark that they ran and drop a
+    table (what 006 did to consensus_profiles); each stops the run at its first error."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    ran = []
+    try:
+        for version in hive_runner_pending(conn):
+            body = ("CREATE TABLE IF NOT EXISTS hive_runner_ran (version INTEGER);"
+                    f"INSERT INTO hive_runner_ran VALUES ({version});"
+                    "DROP TABLE IF EXISTS consensus_profiles")
+            conn.execute("BEGIN")
+            for piece in body.split(";"):
+                conn.execute(piece)
+            conn.execute("INSERT INTO schema_migrations (version, name, applied_at) "
+                         "VALUES (?, 'm', '2025-01-01T00:00:00+00:00')", (version,))
+            conn.execute("COMMIT")
+            ran.append(version)
+    except sqlite3.IntegrityError:
+        conn.execute("ROLLBACK")  # 010_rollback: "UNIQUE constraint failed" stops the run
+    finally:
+        conn.close()
+    return ran
+
+
+EXPECTED_BEFORE = {"hive-ai-v5.db": [6, 7, 8, 9, 10, 10, 11, 12, 13],
+                   "hive-ai-v9.db": [10, 10, 11, 12, 13], "hive-ai-v10.db": [11, 12, 13],
+                   "hive-ai-v13.db": [], "hive-ai-electron.db": [10, 10, 11, 12, 13]}
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_the_old_hive_runner_finds_nothing_to_apply_after_adoption(tmp_path: Path,
+                                                                   name: str) -> None:
+    path = copy_fixture(name, tmp_path)
+    with sqlite3.connect(path) as conn:  # the rule sees the legacy file as the issue says
+        assert hive_runner_pending(conn) == EXPECTED_BEFORE[name]
+    report = adopt(path)
+    with sqlite3.connect(path) as conn:
+        assert hive_runner_pending(conn) == []
+        rows = dict(conn.execute("SELECT version, name FROM schema_migrations").fetchall())
+        before = {t: table_digest(conn, t) for (t,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert sorted(rows) == list(range(1, 14))
+    assert report["hive_versions_recorded"] == sorted(set(EXPECTED_BEFORE[name]))
+    assert run_hive_runner(path) == []  # "the old app starts and loses nothing"
+    with sqlite3.connect(path) as conn:
+        after = {t: table_digest(conn, t) for (t,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert after == before
+
+
+def test_the_runner_reimplementation_does_damage_on_a_file_not_adopted(tmp_path: Path) -> None:
+    """The check above can fail: on the legacy v9 file the same 'old app' runs 010 (and stops
+    at 010_rollback's duplicate version), dropping consensus_profiles."""
+    path = copy_fixture("hive-ai-v9.db", tmp_path)
+    assert run_hive_runner(path) == [10]
+    with sqlite3.connect(path) as conn:
+        assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name='consensus_profiles'"
+                                ).fetchone()
+
+
+def test_a_fresh_database_is_safe_for_the_old_apps_too(tmp_path: Path) -> None:
+    path = tmp_path / "hive-ai.db"
+    hive_store.open(f"sqlite://{path}").close()
+    with sqlite3.connect(path) as conn:
+        assert hive_runner_pending(conn) == []
 
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_open_adopts_a_legacy_fixture_without_losing_anything(tmp_path: Path, name: str) -> None:
     path = copy_fixture(name, tmp_path)
     with hive_store.open(f"sqlite://{path}") as store:
-        assert store.schema_version() == 3
-        report = store.plugins.migrator(store.backend)  # a fresh migrator: nothing to adopt
-        assert report.legacy_state() is None
+        assert store.schema_version() == CORE_LATEST
+        assert store.plugins.migrator(store.backend).legacy_state() is None
         # the store works on the adopted data, through the new API
         conv = store.conversations.find(limit=1)[0]
         store.messages.add(Message(conversation_id=conv.id, role="user", content="new"))
@@ -74,11 +158,11 @@ def test_open_adopts_a_legacy_fixture_without_losing_anything(tmp_path: Path, na
         assert {(v["table"], v["rowid"]) for v in report["violations"]} == {
             (t, r) for t, r, _, _ in fk}
         manifest = legacy_manifest(name)
-        # new rows were added above; compare legacy rows only
         legacy_conv_ids = {r[0] for r in conn.execute("SELECT id FROM conversations")}
         assert len(legacy_conv_ids) == manifest["conversations"]["rows"] + 1
     backups = list(tmp_path.glob("hive-ai.db.pre-hive-store-*.bak"))
     assert len(backups) == 1 and oct(backups[0].stat().st_mode & 0o777) == "0o600"
+    assert not list(tmp_path.glob("*.partial*"))
     with sqlite3.connect(backups[0]) as conn:  # the backup is the legacy database itself
         for table, facts in legacy_manifest(name).items():
             assert table_digest(conn, table) == facts["sha256"]
@@ -87,19 +171,126 @@ def test_open_adopts_a_legacy_fixture_without_losing_anything(tmp_path: Path, na
 @pytest.mark.parametrize("name", FIXTURES)
 def test_every_legacy_row_and_value_is_kept(tmp_path: Path, name: str) -> None:
     path = copy_fixture(name, tmp_path)
-    hive_store.open(f"sqlite://{path}").close()
+    with sqlite3.connect(path) as conn:
+        roots = dict(conn.execute("SELECT name, rootpage FROM sqlite_master WHERE type='table'"))
+    report = adopt(path)
+    manifest = legacy_manifest(name)
     legacy_copy = tmp_path / "legacy-copy.db"
     shutil.copy(legacy_fixture(name), legacy_copy)
     legacy = sqlite3.connect(legacy_copy)
     with sqlite3.connect(path) as conn:
-        assert_every_legacy_value_kept(conn, legacy, legacy_manifest(name))
-        # the old runner's bookkeeping is left for the old apps
-        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] in (5, 10)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for table, facts in manifest.items():
+            cols = facts["columns"]
+            assert table_digest(legacy, table) == facts["sha256"], f"{table}: not the legacy rows"
+            archive = f"hive_store_legacy_{table}"
+            source = archive if archive in tables else table
+            have = [r[1] for r in conn.execute("SELECT * FROM pragma_table_info(?)", (source,))]
+            assert set(cols) <= set(have), f"{source}: columns {have} lost some of {cols}"
+            select = ", ".join(f'"{c}"' for c in cols)
+            before = legacy.execute(f'SELECT {select} FROM "{table}"').fetchall()
+            after = set(conn.execute(f'SELECT {select} FROM "{source}"').fetchall())
+            missing = [r for r in before if r not in after]
+            assert not missing, f"{table}: {len(missing)} legacy rows lost or changed"
+            assert len(before) == facts["rows"]
+            if have == cols and table not in {*report["rebuilt_tables"], *SEEDED}:
+                # no column added, no seed row: exactly the legacy rows
+                assert table_digest(conn, table) == facts["sha256"], table
+        new_roots = dict(conn.execute(
+            "SELECT name, rootpage FROM sqlite_master WHERE type='table'"))
+    # only Hive's own older shapes are rebuilt (v5's consensus_profiles, 001 shape)
+    assert report["rebuilt_tables"] == (["consensus_profiles"] if name == "hive-ai-v5.db"
+                                        else [])
+    assert report["archived_tables"] == [f"hive_store_legacy_{t}"
+                                         for t in report["rebuilt_tables"]]
+    for table in set(roots) - set(report["rebuilt_tables"]):
+        assert new_roots[table] == roots[table], f"{table} was rebuilt"
 
 
-def test_v10_dangling_profile_foreign_key_is_repaired(tmp_path: Path) -> None:
+def test_electron_columns_and_tables_stay_where_they_are(tmp_path: Path) -> None:
+    path = copy_fixture("hive-ai-electron.db", tmp_path)
+    manifest = legacy_manifest("hive-ai-electron.db")
+    report = adopt(path)
+    with sqlite3.connect(path) as conn:
+        for table, columns in ELECTRON_COLUMNS.items():
+            have = [r[1] for r in conn.execute("SELECT * FROM pragma_table_info(?)", (table,))]
+            assert have[-len(columns):] == columns
+            assert f"hive_store_legacy_{table}" not in {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master")}
+        for table in [*ELECTRON_TABLES, "messages"]:
+            assert table_digest(conn, table) == manifest[table]["sha256"], table
+        costs = conn.execute("SELECT count(*) FROM messages WHERE cost > 0 "
+                             "AND parent_message_id IS NOT NULL").fetchone()[0]
+        assert costs > 0  # the Electron app's values, not defaults
+        assert compare(describe(conn), CANONICAL).differences == []
+    kept = set(report["foreign_kept"])
+    assert {f"foreign table {t} (kept)" for t in ELECTRON_TABLES} <= kept
+    assert "messages: foreign column parent_message_id (kept)" in kept
+    assert "conversations: foreign index idx_conversations_created_at (kept)" in kept
+
+
+def test_repositories_work_on_tables_with_foreign_columns(tmp_path: Path) -> None:
+    path = copy_fixture("hive-ai-electron.db", tmp_path)
+    with hive_store.open(f"sqlite://{path}") as store:
+        assert store.messages.count() == 505
+        assert len(list(store.messages.iter())) == 505  # reads ignore the extra columns
+        with sqlite3.connect(path) as raw:
+            mid, conv_id, tokens, cost, parent = raw.execute(
+                "SELECT id, conversation_id, tokens_used, cost, parent_message_id FROM messages "
+                "WHERE parent_message_id IS NOT NULL AND cost > 0 LIMIT 1").fetchone()
+        message = store.messages.get(mid)
+        store.messages.update(message, content="edited by hive-store")
+        store.messages.upsert(store.messages.get(mid))
+        new = store.messages.add(Message(conversation_id=conv_id, role="user", content="new"))
+        profile = store.consensus_profiles.add(ConsensusProfile(
+            id="p-new", profile_name="New", generator_model="g", refiner_model="r",
+            validator_model="v", curator_model="c"))
+        assert store.consensus_profiles.get(profile.id) == profile
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT content, tokens_used, cost, parent_message_id FROM messages "
+                           "WHERE id = ?", (mid,)).fetchone() == (
+            "edited by hive-store", tokens, cost, parent)
+        # inserts leave the other app's columns to their defaults
+        assert raw.execute("SELECT tokens_used, cost, consensus_path, parent_message_id "
+                           "FROM messages WHERE id = ?", (new.id,)).fetchone() == (0, 0, None,
+                                                                                   None)
+        assert raw.execute("SELECT max_consensus_rounds FROM consensus_profiles WHERE id='p-new'"
+                           ).fetchone() == (3,)
+
+
+def test_schema_diff_keeps_foreign_additions_and_flags_real_differences(tmp_path: Path) -> None:
+    path = copy_fixture("hive-ai-electron.db", tmp_path)
+    adopt(path)
+    invoke = CliRunner().invoke
+    ok = invoke(make_cli(), ["--db", str(path), "--json", "schema", "diff"])
+    assert ok.exit_code == 0, ok.output
+    data = json.loads(ok.output)
+    assert data["identical"] and data["differences"] == []
+    assert "foreign table sessions (kept)" in data["foreign"]
+    human = invoke(make_cli(), ["--db", str(path), "schema", "diff"])
+    assert human.exit_code == 0 and "kept as other programs left them" in human.output
+    with sqlite3.connect(path) as conn:  # a real difference in a Hive table
+        conn.execute("DROP INDEX idx_messages_conversation")
+        conn.execute("ALTER TABLE users ADD COLUMN nickname TEXT NOT NULL DEFAULT 'x'")
+    bad = invoke(make_cli(), ["--db", str(path), "--json", "schema", "diff"])
+    assert bad.exit_code == 1
+    data = json.loads(bad.output)
+    assert data["differences"] == ["messages: missing index idx_messages_conversation"]
+    assert "users: foreign column nickname (kept)" in data["foreign"]
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE sessions ADD COLUMN needs TEXT")
+        conn.execute("ALTER TABLE consensus_profiles ADD COLUMN must INT NOT NULL DEFAULT 1")
+        conn.execute("CREATE UNIQUE INDEX electron_unique ON conversations(id, total_cost)")
+    worse = json.loads(invoke(make_cli(), ["--db", str(path), "--json", "schema", "diff"]
+                              ).output)["differences"]
+    assert "conversations: extra index electron_unique" in worse
+
+
+def test_v10_dangling_profile_foreign_key_is_repointed_without_a_rebuild(tmp_path: Path) -> None:
     path = copy_fixture("hive-ai-v10.db", tmp_path)
-    hive_store.open(f"sqlite://{path}").close()
+    report = adopt(path)
+    assert report["repointed"] == [
+        "conversations.consensus_profile_id: consensus_profiles_backup -> consensus_profiles"]
     with sqlite3.connect(path) as conn:
         fks = conn.execute("SELECT \"table\" FROM pragma_foreign_key_list('conversations')"
                            ).fetchall()
@@ -114,15 +305,31 @@ def test_cli_migrate_adopts_and_reports(tmp_path: Path) -> None:
     runner = CliRunner()
     listing = runner.invoke(make_cli(), ["--db", str(path), "migrate", "--list"])
     assert listing.exit_code == 0 and "will be adopted first" in listing.output
+    assert "rebuild consensus_profiles" in listing.output
     result = runner.invoke(make_cli(), ["--db", str(path), "migrate"])
     assert result.exit_code == 0, result.output
     assert "adopted a legacy Hive database (Hive schema version 5)" in result.output
     assert "backup written to" in result.output and ".pre-hive-store-" in result.output
     assert "hive_store_legacy_consensus_profiles" in result.output
+    assert "recorded Hive migration versions 6-13" in result.output
     again = runner.invoke(make_cli(), ["--db", str(path), "--json", "migrate"])
-    assert json.loads(again.output) == {"ran": [], "adoption": None}
+    data = json.loads(again.output)
+    assert (data["ran"], data["adoption"], data["held"]) == ([], None, {})
     diff_ok = runner.invoke(make_cli(), ["--db", str(path), "schema", "diff"])
     assert diff_ok.exit_code == 0 and "identical" in diff_ok.output
+
+
+def test_migrate_json_reports_phase_times(tmp_path: Path) -> None:
+    path = copy_fixture("hive-ai-v9.db", tmp_path)
+    result = CliRunner().invoke(make_cli(), ["--db", str(path), "--json", "migrate"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    phases = data["adoption"]["phases"]
+    assert set(phases) == {"backup", "schema", "rebuild", "indexes", "foreign_key_check",
+                           "row_counts", "core_migrations"}
+    assert all(isinstance(v, float) and v >= 0 for v in phases.values())
+    assert all(r["duration_ms"] is not None for r in data["ran"])
+    assert {r["set"] for r in data["ran"]} >= {"hive_store", "hive_store_memory"}
 
 
 def test_schema_diff_lists_legacy_differences(tmp_path: Path) -> None:
@@ -164,7 +371,7 @@ def test_rows_breaking_foreign_keys_are_kept_and_reported(tmp_path: Path) -> Non
     assert remaining == {(v["table"], v["rowid"]) for v in violations}
 
 
-def test_electron_conversations_variant_is_mapped(tmp_path: Path) -> None:
+def test_electron_era_conversations_are_mapped_and_other_columns_carried(tmp_path: Path) -> None:
     path = copy_fixture("hive-ai-v10.db", tmp_path)
     conn = sqlite3.connect(path)
     conn.executescript("""
@@ -173,9 +380,10 @@ def test_electron_conversations_variant_is_mapped(tmp_path: Path) -> None:
         CREATE TABLE conversations (id TEXT PRIMARY KEY, user_id TEXT, title TEXT,
             profile_id TEXT, total_cost REAL DEFAULT 0, total_tokens_input INTEGER DEFAULT 0,
             total_tokens_output INTEGER DEFAULT 0, created_at TEXT DEFAULT CURRENT_TIMESTAMP,
-            updated_at TEXT DEFAULT CURRENT_TIMESTAMP);
+            updated_at TEXT DEFAULT CURRENT_TIMESTAMP, pinned INTEGER DEFAULT 0);
+        CREATE INDEX electron_pinned ON conversations(pinned);
         INSERT INTO conversations VALUES ('e1', NULL, 'Électron title; with ;', 'lightning-fast',
-            0.25, 11, 22, '2025-08-01 10:00:00', '2025-08-01T10:00:05.123+00:00');
+            0.25, 11, 22, '2025-08-01 10:00:00', '2025-08-01T10:00:05.123+00:00', 1);
     """)
     conn.close()
     with hive_store.open(f"sqlite://{path}") as store:
@@ -186,9 +394,14 @@ def test_electron_conversations_variant_is_mapped(tmp_path: Path) -> None:
         assert conn.execute("SELECT title, total_tokens_input FROM "
                             "hive_store_legacy_conversations").fetchall() == [
             ("Électron title; with ;", 11)]
-        assert conn.execute("SELECT created_at, updated_at FROM conversations").fetchone() == (
-            "2025-08-01 10:00:00", "2025-08-01T10:00:05.123+00:00")
-        assert diff(describe(conn), CANONICAL) == []
+        assert conn.execute("SELECT created_at, updated_at, pinned FROM conversations"
+                            ).fetchone() == ("2025-08-01 10:00:00",
+                                             "2025-08-01T10:00:05.123+00:00", 1)
+        assert conn.execute("SELECT 1 FROM sqlite_master WHERE name='electron_pinned'"
+                            ).fetchone()  # the other program's index, recreated
+        report = compare(describe(conn), CANONICAL)
+        assert report.differences == []
+        assert "conversations: foreign column pinned (kept)" in report.foreign
 
 
 def test_an_adoption_that_cannot_complete_changes_nothing(tmp_path: Path) -> None:
@@ -210,6 +423,80 @@ def test_an_adoption_that_cannot_complete_changes_nothing(tmp_path: Path) -> Non
         after = {t: table_digest(conn, t) for (t,) in
                  conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert after == before
+
+
+def test_the_backup_is_renamed_into_place_and_stale_partials_are_cleaned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = copy_fixture("hive-ai-v9.db", tmp_path)
+    import hive_store_migrate.backup as backup_mod
+
+    real = backup_mod.write_backup
+    seen: list[list[str]] = []
+
+    def failing(source: Path, dest: Path, pages=None) -> None:
+        def pages_then_fail(done: int, total: int) -> None:
+            seen.append(sorted(p.name for p in tmp_path.iterdir()))
+            raise OSError(28, "No space left on device")
+        real(source, dest, pages_then_fail)
+
+    monkeypatch.setattr("hive_store_migrate.runner.write_backup", failing)
+    monkeypatch.setattr(backup_mod, "STEP_PAGES", 8)
+    digest = table_digest(sqlite3.connect(legacy_fixture("hive-ai-v9.db")), "messages")
+    with pytest.raises(hive_store.MigrationError, match=r"could not write the backup .*"
+                       r"No space left on device; nothing was changed"):
+        hive_store.open(f"sqlite://{path}")
+    assert any(n.endswith(".bak.partial") for n in seen[0])  # written under a temporary name
+    assert not [p for p in tmp_path.iterdir() if ".bak" in p.name]  # and removed on failure
+    # a partial copy a killed process left is removed by the next adoption
+    stale = tmp_path / "hive-ai.db.pre-hive-store-20250101T000000Z.bak.partial"
+    stale.write_bytes(b"half a database")
+    (tmp_path / (stale.name + "-journal")).write_bytes(b"")
+    monkeypatch.setattr("hive_store_migrate.runner.write_backup", real)
+    adopt(path)
+    backups = [p.name for p in tmp_path.iterdir() if ".bak" in p.name]
+    assert len(backups) == 1 and backups[0].endswith(".bak"), backups
+    with sqlite3.connect(path) as conn:
+        assert table_digest(conn, "messages") == digest
+
+
+def test_adoption_progress_is_reported_by_phase(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import hive_store_migrate.adopt as adopt_mod
+    import hive_store_migrate.backup as backup_mod
+
+    monkeypatch.setattr(adopt_mod, "CHUNK", 7)  # several chunks on the 60-row fixture table
+    monkeypatch.setattr(backup_mod, "STEP_PAGES", 64)
+    path = copy_fixture("hive-ai-v5.db", tmp_path)
+    seen: list[tuple[str, int, int | None, str]] = []
+    with hive_store.open(f"sqlite://{path}", migrate=False) as store:
+        migrator = store.plugins.migrator(store.backend)
+        migrator.upgrade(store.plugins.migration_sets(),
+                         progress=lambda *event: seen.append(event))
+    phases = list(dict.fromkeys(p for p, *_ in seen))
+    assert phases[:4] == ["backup", "schema changes", "copying consensus_profiles", "indexes"]
+    assert "foreign key check" in phases and "hive_store_memory 0001 memory" in phases
+    copies = [(d, t, u) for p, d, t, u in seen if p == "copying consensus_profiles"]
+    assert copies[-1] == (60, 60, "rows") and len(copies) == 9
+    for phase in phases:  # every phase counts up to its total
+        events = [(d, t) for p, d, t, _ in seen if p == phase]
+        assert [d for d, _ in events] == sorted(d for d, _ in events)
+        assert events[-1][0] == events[-1][1]
+
+
+def test_the_progress_view_renders_phase_count_and_rate() -> None:
+    import io
+
+    from hive_store_migrate.cli import ProgressView
+    from rich.console import Console
+
+    out = io.StringIO()
+    with ProgressView(Console(file=out, force_terminal=True, width=120)) as view:
+        view("copying [bold]messages[/]", 50_000, 120_000, "rows")
+        view("copying [bold]messages[/]", 120_000, 120_000, "rows")
+        view("foreign key check", 3, None, "tables")
+    text = out.getvalue()
+    assert "copying [bold]messages[/]" in text  # data is never read as markup
+    assert "120,000/120,000 rows" in text and "rows/s" in text
 
 
 def test_old_apps_can_read_what_hive_store_writes(tmp_path: Path) -> None:
@@ -321,16 +608,29 @@ def test_random_legacy_contents_survive_adoption(tmp_path_factory, convs, msgs,
         assert remaining == {(v["table"], v["rowid"]) for v in report["violations"]}
 
 
-def test_rebuild_progress_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hive_store_migrate.adopt as adopt_mod
+def test_any_commands_first_open_of_a_legacy_file_shows_progress(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside the command, adoption by any command's first open (not only `migrate`) goes to
+    the terminal progress display; opening a file that needs no adoption shows none."""
+    import contextlib
 
-    monkeypatch.setattr(adopt_mod, "CHUNK", 7)  # several chunks on the 60-row fixture table
-    path = copy_fixture("hive-ai-v10.db", tmp_path)
-    seen: list[tuple[str, int, int]] = []
-    with hive_store.open(f"sqlite://{path}", migrate=False) as store:
-        migrator = store.plugins.migrator(store.backend)
-        migrator.upgrade(store.plugins.migration_sets(),
-                         progress=lambda t, done, total: seen.append((t, done, total)))
-        assert store.conversations.count() == 60
-    assert seen[-1] == ("conversations", 60, 60)
-    assert [d for _, d, _ in seen] == sorted(d for _, d, _ in seen) and len(seen) == 9
+    import hive_store_migrate.runner as runner
+
+    seen: list[str] = []
+    views: list[int] = []
+
+    @contextlib.contextmanager
+    def view():
+        views.append(1)
+        yield lambda phase, done, total, unit: seen.append(phase)
+
+    monkeypatch.setattr(runner, "_terminal_progress", None)
+    group = make_cli()  # registers the commands, and with them the terminal progress
+    assert runner._terminal_progress is not None
+    monkeypatch.setattr(runner, "_terminal_progress", view)
+    path = copy_fixture("hive-ai-v9.db", tmp_path)
+    result = CliRunner().invoke(group, ["--db", str(path), "init"])
+    assert result.exit_code == 0, result.output
+    assert views == [1] and seen[0] == "backup" and "hive_store_memory 0001 memory" in seen
+    CliRunner().invoke(group, ["--db", str(path), "init"])
+    assert views == [1]

@@ -379,7 +379,9 @@ def test_the_deferred_index_migration_goes_down_and_up(db_path: Path) -> None:
                          "curator_output, confidence_score) VALUES (?, 'replaced truth', 0.5)",
                          (conv.id,))
             assert conn.execute("SELECT count(*) FROM hive_store_memory_pending").fetchone()[0]
-    with hive_store.open(f"sqlite://{db_path}") as store:  # up again: 0002 applies 0001's pending
+    with hive_store.open(f"sqlite://{db_path}", plugins=without) as store:  # `hive-store migrate`
+        without.migrator(store.backend).upgrade(sets, lift_holds=True)  # lifts the hold at 0001
+    with hive_store.open(f"sqlite://{db_path}") as store:  # up again: 0002 applied 0001's pending
         mem = store.memory
         assert {h.entity.question for h in mem.search("downword")} == {"while down"}
         assert [h.entity.curator_output for h in mem.search("truth")] == ["replaced truth"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import hive_store
 from hive_store.entities import User
@@ -110,8 +111,9 @@ def test_plugin_set_with_triggers_is_applied_and_recorded(tmp_path: Path) -> Non
                             "ORDER BY namespace, version").fetchall()
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("hive_store", 1, "hive_schema"), ("hive_store", 2, "seed_catalog"),
-        ("hive_store", 3, "time_keys"), ("notes", 1, "notes")]
-    assert rows[3][3] == mset.migrations[0].checksum and rows[3][4] >= 0
+        ("hive_store", 3, "hive_runner_record"), ("hive_store", 4, "time_keys"),
+        ("notes", 1, "notes")]
+    assert rows[4][3] == mset.migrations[0].checksum and rows[4][4] >= 0
     # reopening applies nothing twice
     hive_store.open(f"sqlite://{path}", plugins=_plugins(mset)).close()
     with sqlite3.connect(path) as conn:
@@ -187,7 +189,7 @@ def test_core_migrations_are_shipped_as_package_data() -> None:
     from hive_store_migrate import core_migrations
 
     core = core_migrations()
-    assert [m.version for m in core.migrations] == [1, 2, 3]
+    assert [m.version for m in core.migrations] == [1, 2, 3, 4]
     assert all(m.down for m in core.migrations)
 
 
@@ -204,3 +206,134 @@ def test_schema_sql_reading_respects_quotes_and_comments() -> None:
     assert tail == "WITHOUT ROWID"
     assert "'it''s -- kept'" in strip_comments("SELECT 'it''s -- kept' -- gone")
     assert "gone" not in strip_comments("SELECT 'it''s -- kept' -- gone")
+
+
+# -- holds: a set taken down stays down until asked (stateful, against a model) --------------
+
+A_FILES = [(f"{v:04d}_a{v}.sql", f"CREATE TABLE a{v} (x INT);\n-- @down\nDROP TABLE a{v};")
+           for v in (1, 2, 3)]
+B_FILES = [(f"{v:04d}_b{v}.sql", f"CREATE TABLE b{v} (x INT);\n-- @down\nDROP TABLE b{v};")
+           for v in (1, 2)]
+LATEST = {"a": 3, "b": 2}
+DEPENDS = {"a": [], "b": ["a"]}  # b builds on a (and both on the core set)
+
+
+class HoldsMachine(RuleBasedStateMachine):
+    """``migrate_to`` (with and without ``cascade``), ``open()`` (``upgrade``) and ``migrate``
+    (``upgrade(lift_holds=True)``, optionally for one set) against a model of versions and
+    holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from tests.conftest import isolated_plugins
+
+        self.sets = [MigrationSet.from_sql("a", A_FILES, ("hive_store",)),
+                     MigrationSet.from_sql("b", B_FILES, ("a",))]
+        self.store = hive_store.open(":memory:", plugins=isolated_plugins(_SetPlugin(
+            *self.sets)))
+        self.migrator = self.store.plugins.migrator(self.store.backend)
+        self.all_sets = self.store.plugins.migration_sets()
+        self.version = dict(LATEST)
+        self.holds: dict[str, int] = {}
+
+    def teardown(self) -> None:
+        self.store.close()
+
+    def _held_below_latest(self, ns: str) -> bool:
+        return ns in self.holds and self.holds[ns] < LATEST[ns]
+
+    def _apply_up(self, only: set[str]) -> None:
+        """What an upgrade does in the model: each set up to its hold, or to its latest;
+        a set whose dependency is held below its latest stays where it is."""
+        for ns in ("a", "b"):
+            if ns not in only:
+                continue
+            if ns in self.holds:
+                cap = self.holds[ns]
+            elif any(self._held_below_latest(d) for d in DEPENDS[ns]):
+                cap = self.version[ns]
+            else:
+                cap = LATEST[ns]
+            self.version[ns] = max(self.version[ns], cap)
+
+    @rule(ns=st.sampled_from(["a", "b"]), to=st.integers(0, 3), cascade=st.booleans())
+    def migrate_to(self, ns: str, to: int, cascade: bool) -> None:
+        if to > LATEST[ns]:
+            with pytest.raises(hive_store.MigrationError, match="has no version"):
+                self.migrator.migrate_to(self.all_sets, to, namespace=ns, force=True)
+            return
+        if to < self.version[ns]:
+            dependents = [d for d in ("b",) if ns == "a" and self.version[d] > 0]
+            if dependents and not cascade:
+                with pytest.raises(hive_store.MigrationError, match="--cascade"):
+                    self.migrator.migrate_to(self.all_sets, to, namespace=ns, force=True)
+                return
+            self.migrator.migrate_to(self.all_sets, to, namespace=ns, force=True,
+                                     cascade=cascade)
+            for d in dependents:
+                self.version[d] = 0
+                self.holds[d] = 0
+            self.version[ns] = to
+            self.holds[ns] = to
+            return
+        if any(self._held_below_latest(d) for d in DEPENDS[ns]):
+            with pytest.raises(hive_store.MigrationError, match="is held at version"):
+                self.migrator.migrate_to(self.all_sets, to, namespace=ns, force=True)
+            return
+        self.migrator.migrate_to(self.all_sets, to, namespace=ns, force=True)
+        self._apply_up(set(DEPENDS[ns]))
+        self.version[ns] = to
+        if to < LATEST[ns]:
+            self.holds[ns] = to
+        else:
+            self.holds.pop(ns, None)
+
+    @rule()
+    def reopen(self) -> None:
+        """What ``hive_store.open()`` runs: holds respected."""
+        self.migrator.upgrade(self.all_sets)
+        self._apply_up({"a", "b"})
+
+    @rule(ns=st.sampled_from([None, "a", "b"]))
+    def migrate(self, ns: str | None) -> None:
+        """``hive-store migrate [--set NS]``: lift the holds (of NS and what it builds on)."""
+        self.migrator.upgrade(self.all_sets, lift_holds=True, namespace=ns)
+        only = {"a", "b"} if ns is None else {ns, *DEPENDS[ns]}
+        for s in only:
+            self.holds.pop(s, None)
+        self._apply_up(only)
+
+    @invariant()
+    def versions_holds_and_tables_match_the_model(self) -> None:
+        assert {ns: self.migrator.version(ns) for ns in ("a", "b")} == self.version
+        assert {k: v for k, v in self.migrator.holds().items() if k in ("a", "b")} == self.holds
+        with self.store.backend.connection() as conn:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        for ns, files in (("a", A_FILES), ("b", B_FILES)):
+            assert [f"{ns}{v}" in names for v in range(1, len(files) + 1)] == [
+                v <= self.version[ns] for v in range(1, len(files) + 1)]
+
+
+HoldsMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=12,
+                                          deadline=None)
+test_holds_keep_stepped_down_sets_down_until_lifted = HoldsMachine.TestCase
+
+
+def test_a_new_set_building_on_a_held_set_waits_for_it(tmp_path: Path) -> None:
+    from tests.conftest import isolated_plugins
+
+    a = MigrationSet.from_sql("a", A_FILES, ("hive_store",))
+    b = MigrationSet.from_sql("b", B_FILES, ("a",))
+    path = tmp_path / "db.sqlite"
+    with hive_store.open(str(path), plugins=isolated_plugins(_SetPlugin(a))) as store:
+        store.plugins.migrator(store.backend).migrate_to(store.plugins.migration_sets(), 1,
+                                                         namespace="a")
+    # a plugin that builds on "a" is installed: opening leaves it unapplied while a is held
+    with hive_store.open(str(path), plugins=isolated_plugins(_SetPlugin(a, b))) as store:
+        migrator = store.plugins.migrator(store.backend)
+        sets = store.plugins.migration_sets()
+        assert (migrator.version("a"), migrator.version("b")) == (1, 0)
+        assert {(d.namespace, d.problem) for d in migrator.verify(sets)} == {
+            ("a", "held"), ("b", "held")}
+        migrator.upgrade(sets, lift_holds=True)
+        assert (migrator.version("a"), migrator.version("b")) == (3, 2)

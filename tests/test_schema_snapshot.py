@@ -6,7 +6,8 @@ The expected schema is derived independently of ``migrations/*.sql``:
   ``hive-ai-v10.db`` (read through the same PRAGMAs), with the documented corrections applied
   here: ``conversations.consensus_profile_id`` references ``consensus_profiles`` (the fixture
   points at the dropped ``consensus_profiles_backup``), double-quoted string defaults become
-  single-quoted, and the old runner's ``schema_migrations`` table is not part of the schema;
+  single-quoted, and the old runner's ``schema_migrations`` table is not part of the schema
+  (a fresh file has it too, for the old Hive apps: it is compared on its own below);
 * for ``licenses`` (011), ``daily_usage_summary`` (012) and ``consensus_facts`` (013), from the
   literal spec below (written from the Hive migration files as described in hive-schema.md).
 
@@ -169,7 +170,9 @@ DEFAULT_CORRECTIONS = {
     ("conversations", "success_rate"): ('"100"', "'100'"),
     ("conversations", "confidence_level"): ('"High"', "'High'"),
 }
+# The old Hive runner's record: bookkeeping, not schema (core migration 0003 writes it).
 LEGACY_ONLY_TABLES = {"schema_migrations"}
+HIVE_RECORD_FIXTURE = "hive-ai-v13.db"  # all 13 versions, as Hive's runner records them
 
 # Seed rows (Hive migrations 007 and 009)
 PROVIDER_IDS = ("anthropic", "openai", "google", "meta-llama", "mistralai")
@@ -400,7 +403,7 @@ def expected(legacy_conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def actual(fresh_conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    return schema_spec(fresh_conn)
+    return {t: s for t, s in schema_spec(fresh_conn).items() if t not in LEGACY_ONLY_TABLES}
 
 
 def _assert_aspect(actual: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]],
@@ -529,7 +532,7 @@ def test_seed_row_counts(fresh_conn: sqlite3.Connection) -> None:
     assert fresh_conn.execute("SELECT key, value FROM consensus_settings").fetchall() == [
         ("active_profile_id", "lightning-fast")]
     # everything else starts empty
-    others = {t: n for t in user_tables(fresh_conn) if t not in SEEDS
+    others = {t: n for t in user_tables(fresh_conn) if t not in {*SEEDS, *LEGACY_ONLY_TABLES}
               for (n,) in [fresh_conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()] if n}
     assert others == {}
 
@@ -554,3 +557,23 @@ def test_seed_timestamps_are_filled(fresh_conn: sqlite3.Connection) -> None:
             values = [v for (v,) in fresh_conn.execute(f"SELECT {col} FROM {table}")]
             bad = [v for v in values if not (isinstance(v, str) and stamp.match(v))]
             assert bad == [], f"{table}.{col}"
+
+
+def test_the_old_runners_record_is_there_for_the_old_apps(fresh_conn: sqlite3.Connection,
+                                                          legacy_conn: sqlite3.Connection,
+                                                          tmp_path: Path) -> None:
+    """A fresh file carries Hive's own record (versions 1-13, in the runner's table shape and
+    with the names its runner records), so an old Hive app opened on it applies nothing."""
+    assert table_spec(fresh_conn, "schema_migrations") == table_spec(legacy_conn,
+                                                                     "schema_migrations")
+    copy = tmp_path / HIVE_RECORD_FIXTURE
+    shutil.copyfile(_legacy_dir() / HIVE_RECORD_FIXTURE, copy)
+    with sqlite3.connect(f"file:{copy}?mode=ro", uri=True) as v13:
+        want = v13.execute("SELECT version, name FROM schema_migrations ORDER BY version"
+                           ).fetchall()
+    assert fresh_conn.execute("SELECT version, name FROM schema_migrations ORDER BY version"
+                              ).fetchall() == want == [(v, n) for v, n in want if v <= 13]
+    assert [v for v, _ in want] == list(range(1, 14))
+    rfc3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
+    for (applied_at,) in fresh_conn.execute("SELECT applied_at FROM schema_migrations"):
+        assert rfc3339.match(applied_at), applied_at

@@ -276,10 +276,10 @@ def test_sql_bool_key_agrees_with_the_reader(sql: sqlite3.Connection, value: Any
         assert got == want
 
 
-def test_migration_0003_is_the_generated_key_indexes() -> None:
-    path = Path(__file__).parent.parent / "migrations" / "0003_time_keys.sql"
+def test_migration_0004_is_the_generated_key_indexes() -> None:
+    path = Path(__file__).parent.parent / "migrations" / "0004_time_keys.sql"
     assert path.read_text() == timekeys.migration_text(), (
-        "regenerate: python -m hive_store_sqlite.timekeys > migrations/0003_time_keys.sql")
+        "regenerate: python -m hive_store_sqlite.timekeys > migrations/0004_time_keys.sql")
 
 
 # -- the strategies of hive_store.testing draw what they claim ----------------------------------

@@ -39,7 +39,10 @@ def hive_store_migrator(backend: Any) -> SQLiteMigrator | None:
 
 @hookimpl
 def hive_store_register_commands(cli: Any) -> None:
-    from hive_store_migrate.cli import migrate, schema
+    from hive_store_migrate.cli import migrate, progress_view, schema
+    from hive_store_migrate.runner import use_terminal_progress
 
     cli.add_command(migrate)
     cli.add_command(schema)
+    # Inside the command, a legacy file adopted by any command's first open shows progress.
+    use_terminal_progress(progress_view)

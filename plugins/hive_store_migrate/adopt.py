@@ -1,29 +1,35 @@
 """Adopting databases written by the old Hive apps.
 
 A legacy ``hive-ai.db`` has Hive tables but no hive-store migration record: usually the old
-runner's ``schema_migrations`` at version 5 (migrations 001-005) or 10 (001-010, with the
-``consensus_profiles_backup`` foreign key left dangling by migration 006), sometimes the
-Electron app's tables without any version table. Adoption brings it to the canonical schema
-(the core's migration 0001) in **one transaction**, after writing a backup next to the file:
+runner's ``schema_migrations`` at version 9 (Hive's real Rust runner stops there: see
+``docs/migrations.md``), 5, 10 or 13, sometimes with the Electron app's additions, sometimes
+without any version table. Adoption brings it to the canonical schema (the core's migration
+0001) in **one transaction**, after writing a backup next to the file, changing as little as it
+can:
 
-* missing tables and missing trailing columns (the 010 additions) are added in place;
-* a table whose structure differs otherwise is rebuilt the SQLite way (create the canonical
-  table, copy the rows, drop the old one, rename) with foreign keys off for the transaction;
-  the Electron ``conversations`` columns ``total_tokens_input/output`` and ``profile_id`` map
-  onto ``input_tokens/output_tokens`` and ``consensus_profile_id``;
-* when a rebuilt table had columns the canonical one lacks (``consensus_profiles`` in the 001
-  shape had ``pipeline_profile_id``; the Electron ``conversations`` had ``title``, ``tags``, …),
-  an exact copy of the original table is kept as ``hive_store_legacy_<table>``, so no legacy
-  value is lost;
-* indexes are made canonical;
+* missing tables are created and missing trailing columns (the 010 additions) added in place;
+* a foreign key that migration 006 left pointing at the dropped ``consensus_profiles_backup``
+  is re-pointed at ``consensus_profiles`` the way it broke: SQLite rewrites the references to a
+  table when the table is renamed, so renaming ``consensus_profiles`` to the dropped name and
+  back rewrites them, with no table rebuilt (``conversations`` keeps its pages);
+* columns, tables and indexes that other programs added (the Electron app's) stay where they
+  are with their values: hive-store's repositories name their columns, so extra nullable or
+  defaulted columns are left to their defaults on insert and never read;
+* only a table whose Hive columns themselves differ (``consensus_profiles`` in the 001 or 006
+  shape, the db_migration.rs ``conversations``) is rebuilt the SQLite way (create, copy, drop,
+  rename, foreign keys off): mapped columns are copied into their canonical names, columns of
+  other programs are carried along, and when a Hive column of the old shape has no place in
+  the new one, an exact copy of the original table is kept as ``hive_store_legacy_<table>``;
+* indexes of the canonical schema are made canonical, other programs' indexes kept;
 * rows that break a foreign key (the old runtime wrote with enforcement off) are kept and
-  listed in the report (``PRAGMA foreign_key_check`` afterwards finds exactly those);
-* the record says the core schema's migration 0001 is applied; later migrations then run as
-  usual. Legacy tables the canonical schema does not know (and ``schema_migrations``) are left
-  untouched.
+  listed in the report (``PRAGMA foreign_key_check`` afterwards finds exactly those).
 
-Values are copied by SQLite itself (``INSERT … SELECT``) into columns of the same declared
-type, so no value changes form: old apps keep reading their timestamps, JSON text and 0/1.
+Values are never rewritten: SQLite copies them (``INSERT … SELECT``) into columns of the same
+declared type, so old apps keep reading their timestamps, JSON text and 0/1.
+
+:func:`plan_adoption` decides all of this from reads only (``migrate --list``/``--dry-run``
+show it on a file they open read-only); :func:`execute` carries the plan out. Everything here
+speaks SQLite's dialect (PRAGMAs, ``sqlite_master``, ``ALTER TABLE``).
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -42,13 +47,24 @@ import attrs
 from hive_store.errors import MigrationError
 from hive_store.migrations import Migration
 from hive_store.sqltext import table_parts
-from hive_store_migrate.schema import TableSpec, describe, describe_table, table_diff
+from hive_store_migrate.schema import (
+    HIVE_LEGACY_COLUMNS,
+    TableSpec,
+    describe,
+    describe_table,
+    foreign_column_ok,
+    foreign_index,
+    table_compare,
+)
 
-ProgressFn = Callable[[str, int, int], None]
-"""``progress(table, rows_done, rows_total)`` while big tables are copied."""
+ProgressFn = Callable[[str, int, "int | None", str], None]
+"""``progress(phase, done, total, unit)``: called as a long phase advances (``total`` is
+``None`` when it is not known), e.g. ``("copying consensus_profiles", 50000, 120000, "rows")``."""
 
 HIVE_MARKERS = ("users", "conversations", "messages", "knowledge_conversations")
+ADOPTION_TABLE = "hive_store_adoption"
 CHUNK = 50_000
+_REBUILD = "hive_store_rebuild"
 
 # Canonical column <- (SQL expression over the legacy table, legacy columns it reads), tried in
 # order when the legacy table lacks the canonical column. Constants, never user input.
@@ -71,7 +87,6 @@ SOURCES: dict[str, dict[str, tuple[tuple[str, tuple[str, ...]], ...]]] = {
     },
 }
 
-
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -89,52 +104,18 @@ class LegacyState:
         return "Hive tables without a version table"
 
 
-@attrs.define
-class AdoptionReport:
-    """What adoption did; also stored as JSON in ``hive_store_adoption``."""
-
-    state: str
-    backup: str | None
-    created_tables: list[str] = attrs.field(factory=list)
-    added_columns: list[str] = attrs.field(factory=list)
-    rebuilt_tables: list[str] = attrs.field(factory=list)
-    archived_tables: list[str] = attrs.field(factory=list)
-    indexes_created: list[str] = attrs.field(factory=list)
-    indexes_dropped: list[str] = attrs.field(factory=list)
-    row_counts: dict[str, int] = attrs.field(factory=dict)
-    violations: list[dict[str, Any]] = attrs.field(factory=list)
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        per_table: dict[str, int] = {}
-        for v in self.violations:
-            per_table[v["table"]] = per_table.get(v["table"], 0) + 1
-        lines = [
-            f"adopted a legacy Hive database ({self.state})",
-            f"backup written to {self.backup}" if self.backup else "no backup (in-memory)",
-            f"rows kept: {sum(self.row_counts.values())} in {len(self.row_counts)} tables",
-        ]
-        for label, items in (("created tables", self.created_tables),
-                             ("added columns", self.added_columns),
-                             ("rebuilt tables", self.rebuilt_tables),
-                             ("original tables kept as", self.archived_tables)):
-            if items:
-                lines.append(f"{label}: {', '.join(items)}")
-        if per_table:
-            detail = ", ".join(f"{t} {n}" for t, n in sorted(per_table.items()))
-            lines.append(f"rows kept that break a foreign key: {len(self.violations)} ({detail})")
-        else:
-            lines.append("foreign keys: no violations")
-        return "\n".join(lines)
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
-def detect(conn: sqlite3.Connection, record_table: str) -> LegacyState | None:
-    """The legacy state of the database, or ``None`` if it is new or already ours."""
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if record_table in tables:
-        adopted = conn.execute(
-            f"SELECT 1 FROM {record_table} WHERE namespace = 'hive_store' LIMIT 1").fetchone()
-        if adopted:
+def detect(conn: sqlite3.Connection, record_table: str,
+           holds_table: str | None = None) -> LegacyState | None:
+    """The legacy state of the database, or ``None`` if it is new or already ours (the core
+    set is recorded as applied, or held down on purpose)."""
+    tables = _tables(conn)
+    for table in (record_table, holds_table):
+        if table and table in tables and conn.execute(
+                f"SELECT 1 FROM {table} WHERE namespace = 'hive_store' LIMIT 1").fetchone():
             return None
     if "schema_migrations" not in tables and not tables & set(HIVE_MARKERS):
         return None
@@ -147,37 +128,56 @@ def detect(conn: sqlite3.Connection, record_table: str) -> LegacyState | None:
     return LegacyState(version, tuple(sorted(t for t in tables if not t.startswith("sqlite_"))))
 
 
-def backup_path(db_path: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    candidate = db_path.with_name(f"{db_path.name}.pre-hive-store-{stamp}.bak")
-    n = 1
-    while candidate.exists():
-        n += 1
-        candidate = db_path.with_name(f"{db_path.name}.pre-hive-store-{stamp}-{n}.bak")
-    return candidate
+# -- the plan ---------------------------------------------------------------------------------
 
 
-def write_backup(source: Path, dest: Path) -> None:
-    """Online backup (SQLite's backup API) of the database file ``source`` to ``dest`` (0600).
+@attrs.frozen
+class Rebuild:
+    """How one table is rebuilt: the new table's statement, the copy, what is kept."""
 
-    Call it while holding the write lock but before writing: a separate reading connection
-    then copies a consistent snapshot (the backup API cannot read through a connection that
-    is itself writing).
-    """
-    import os
-
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
-    src = sqlite3.connect(source)
-    target = sqlite3.connect(dest)
-    try:
-        src.backup(target, pages=4096)
-    finally:
-        target.close()
-        src.close()
+    create_sql: str  # creates _REBUILD
+    targets: tuple[str, ...]
+    sources: tuple[str, ...]
+    carried: tuple[str, ...]  # other programs' columns kept in the rebuilt table
+    archive: bool  # keep the original whole as hive_store_legacy_<table>
+    recreate: tuple[tuple[str, str], ...]  # (name, SQL) of other programs' indexes/triggers
 
 
-def _create_statements(core: Migration) -> tuple[dict[str, str], dict[str, str], list[str]]:
+@attrs.frozen
+class Action:
+    """One change adoption makes. ``sql`` is what it runs (a rebuild copies in chunks)."""
+
+    kind: str  # create table | add column | repoint | rebuild | drop index | create index
+    table: str
+    label: str  # what the report lists, e.g. "users.last_d1_sync"
+    sql: tuple[str, ...]
+    note: str = ""  # why, or how
+    rebuild: Rebuild | None = None
+
+
+@attrs.define
+class AdoptionPlan:
+    """What adoption would do to a legacy database (computed from reads only)."""
+
+    state: LegacyState
+    tables: list[str]  # the canonical tables, in order
+    actions: list[Action]
+    foreign: list[str]  # what other programs added, kept as it is
+
+    def lines(self) -> list[str]:
+        out = [f"{a.kind} {a.label}" + (f" ({a.note})" if a.note else "")
+               for a in self.actions]
+        out.extend(f"keep {f.removesuffix(' (kept)')}" for f in self.foreign)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state.describe(), "hive_schema_version": self.state.version,
+                "actions": [{"kind": a.kind, "table": a.table, "what": a.label,
+                             "note": a.note, "sql": list(a.sql)} for a in self.actions],
+                "foreign_kept": list(self.foreign)}
+
+
+def create_statements(core: Migration) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """Canonical CREATE TABLE and CREATE INDEX statements by name, and the table order."""
     tables: dict[str, str] = {}
     indexes: dict[str, str] = {}
@@ -195,103 +195,184 @@ def _create_statements(core: Migration) -> tuple[dict[str, str], dict[str, str],
     return tables, indexes, order
 
 
-def adopt(conn: sqlite3.Connection, core: Migration, state: LegacyState, *,
-          backup: Path | None, progress: ProgressFn | None = None) -> AdoptionReport:
-    """Bring the legacy database on ``conn`` to ``core``'s schema.
+_expected_cache: dict[str, dict[str, TableSpec]] = {}
 
-    ``conn`` must be inside a write transaction with foreign keys off; the caller commits.
-    """
-    start = time.perf_counter()
-    report = AdoptionReport(state=state.describe(), backup=str(backup) if backup else None)
-    table_sql, index_sql, order = _create_statements(core)
-    expected = _expected_specs(core)
-    present = set(state.tables)
+
+def expected_specs(core: Migration) -> dict[str, TableSpec]:
+    """The canonical tables' structure (built once per migration checksum, in memory)."""
+    if core.checksum not in _expected_cache:
+        mem = sqlite3.connect(":memory:")
+        try:
+            for statement in core.statements:
+                mem.execute(statement)
+            _expected_cache[core.checksum] = describe(mem)
+        finally:
+            mem.close()
+    return _expected_cache[core.checksum]
+
+
+def plan_adoption(conn: sqlite3.Connection, core: Migration, state: LegacyState) -> AdoptionPlan:
+    """What :func:`execute` would do to the database on ``conn``; reads only."""
+    table_sql, index_sql, order = create_statements(core)
+    expected = expected_specs(core)
+    present = _tables(conn)
+    actions: list[Action] = []
+    foreign: list[str] = []
+    rebuilt: dict[str, Rebuild] = {}
+    created: set[str] = set()
+    repoints: dict[tuple[str, str], list[str]] = {}  # (dropped parent, canonical) -> columns
+    actual: dict[str, TableSpec] = {}
 
     for table in order:
         if table not in present:
-            conn.execute(table_sql[table])
-            report.created_tables.append(table)
+            actions.append(Action("create table", table, table, (table_sql[table],)))
+            created.add(table)
             continue
-        actual = describe_table(conn, table)
-        differences = [d for d in table_diff(actual, expected[table]) if "index" not in d]
-        if not differences:
+        actual[table] = spec = describe_table(conn, table)
+        _real, kept = table_compare(spec, expected[table], table)
+        in_place = _in_place(table, spec, expected[table], present, set(order))
+        if in_place is None:
+            rebuild = _plan_rebuild(conn, table, table_sql[table], spec, expected[table])
+            rebuilt[table] = rebuild
+            notes = []
+            if rebuild.carried:
+                notes.append(f"carrying {', '.join(rebuild.carried)} along")
+            if rebuild.archive:
+                notes.append(f"the original kept whole as hive_store_legacy_{table}")
+            actions.append(Action(
+                "rebuild", table, table,
+                (rebuild.create_sql,
+                 f"INSERT INTO {_REBUILD} ({', '.join(rebuild.targets)}) "
+                 f"SELECT {', '.join(rebuild.sources)} FROM {_q(table)}",
+                 f"DROP TABLE {_q(table)}", f"ALTER TABLE {_REBUILD} RENAME TO {_q(table)}"),
+                "; ".join(notes), rebuild))
+            foreign.extend(f"{table}: foreign column {c} (kept)" for c in rebuild.carried)
             continue
-        added = _trailing_missing_columns(actual, expected[table])
-        if added is not None:
-            for col in added:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {_column_def(table_sql[table], col)}")
-                report.added_columns.append(f"{table}.{col}")
-            continue
-        _rebuild(conn, table, table_sql[table], actual, expected[table], report, progress)
+        added, table_repoints = in_place
+        for col in added:
+            definition = column_def(table_sql[table], col)
+            actions.append(Action("add column", table, f"{table}.{col}",
+                                  (f"ALTER TABLE {table} ADD COLUMN {definition}",)))
+        for (column, old, new) in table_repoints:
+            repoints.setdefault((old, new), []).append(f"{table}.{column}")
+        foreign.extend(f"{table}: {k}" for k in kept)
 
-    _fix_indexes(conn, order, index_sql, expected, report)
+    for (old, new), columns in sorted(repoints.items()):
+        actions.append(Action(
+            "repoint", new, f"{', '.join(columns)}: {old} -> {new}",
+            (f"ALTER TABLE {_q(new)} RENAME TO {_q(old)}",
+             f"ALTER TABLE {_q(old)} RENAME TO {_q(new)}"),
+            f"renaming {new} to {old} and back makes SQLite rewrite the references; "
+            "no table is rebuilt"))
+
     for table in order:
-        report.row_counts[table] = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-    report.violations = foreign_key_violations(conn)
-    report.seconds = round(time.perf_counter() - start, 3)
-    conn.execute("CREATE TABLE IF NOT EXISTS hive_store_adoption (adopted_at TEXT NOT NULL, "
-                 "from_state TEXT NOT NULL, backup TEXT, report TEXT NOT NULL)")
-    conn.execute("INSERT INTO hive_store_adoption VALUES (?, ?, ?, ?)",
-                 (datetime.now(UTC).isoformat(), report.state, report.backup,
-                  json.dumps(attrs.asdict(report))))
-    return report
+        wanted = {i[0]: i for i in expected[table].indexes if not i[0].startswith("<")}
+        if table in created or table in rebuilt:
+            have: dict[str, Any] = {}
+        else:
+            have = {i[0]: i for i in actual[table].indexes if not i[0].startswith("<")}
+            extra_cols = [c for c in actual[table].column_names
+                          if c not in expected[table].column_names]
+            for name, spec_i in sorted(have.items()):
+                if name in wanted:
+                    if wanted[name] != spec_i:
+                        actions.append(Action("drop index", table, name,
+                                              (f"DROP INDEX {_q(name)}",), "not canonical"))
+                elif not foreign_index(spec_i, extra_cols):
+                    actions.append(Action("drop index", table, name, (f"DROP INDEX {_q(name)}",),
+                                          "UNIQUE over Hive columns: it could refuse "
+                                          "hive-store's writes"))
+        for name in sorted(wanted):
+            if name not in have or have[name] != wanted[name]:
+                actions.append(Action("create index", table, name, (index_sql[name],)))
+
+    for name in sorted(present - set(order)):
+        if not name.startswith(("sqlite_", "hive_store_")) and name != "schema_migrations":
+            foreign.append(f"foreign table {name} (kept)")
+    return AdoptionPlan(state, order, actions, foreign)
 
 
-def _expected_specs(core: Migration) -> dict[str, TableSpec]:
-    mem = sqlite3.connect(":memory:")
-    try:
-        for statement in core.statements:
-            mem.execute(statement)
-        return describe(mem)
-    finally:
-        mem.close()
+def _addable(column: tuple[str, str, int, str | None, int], expected: TableSpec) -> bool:
+    """Whether ``ALTER TABLE … ADD COLUMN`` can add this canonical column."""
+    name, _type, notnull, default, pk = column
+    if pk or (notnull and default is None):
+        return False
+    if default is not None and (default.startswith("(")
+                                or default.upper().startswith("CURRENT_")):
+        return False  # ADD COLUMN takes constant defaults only
+    in_unique = any(i[0].startswith("<") and name in [c for c, _ in i[3]]
+                    for i in expected.indexes)
+    in_fk = any(fk[0] == name for fk in expected.foreign_keys)
+    return not in_unique and not in_fk
 
 
-def _trailing_missing_columns(actual: TableSpec, expected: TableSpec) -> list[str] | None:
-    """Columns to add in place (ALTER TABLE ADD COLUMN), or None if a rebuild is needed."""
-    have = actual.column_names
-    want = expected.column_names
-    if want[:len(have)] != have:
+def _in_place(table: str, actual: TableSpec, expected: TableSpec, present: set[str],
+              canonical: set[str]) -> tuple[list[str], list[tuple[str, str, str]]] | None:
+    """``(columns to add, foreign keys to re-point)`` when the table can be brought to the
+    canonical shape without a rebuild, else ``None``."""
+    acols = {c[0]: c for c in actual.columns}
+    ecols = {c[0]: c for c in expected.columns}
+    common = [c for c in actual.column_names if c in ecols]
+    if list(expected.column_names[:len(common)]) != common:
+        return None  # Hive columns in another order, or a missing one before present ones
+    if any(acols[c] != ecols[c] for c in common):
         return None
-    if actual.foreign_keys != expected.foreign_keys or actual.checks != expected.checks \
-            or actual.uniques != expected.uniques:
+    extra = [c for c in acols if c not in ecols]
+    if not all(foreign_column_ok(acols[c]) and c not in HIVE_LEGACY_COLUMNS.get(table, ())
+               for c in extra):
+        return None  # Hive's own older shape, or a column hive-store's inserts would fail on
+    automatic = ({i for i in actual.indexes if i[0].startswith("<")}
+                 != {i for i in expected.indexes if i[0].startswith("<")})
+    if automatic:
+        return None  # PRIMARY KEY / UNIQUE constraints differ
+    missing = [c for c in expected.columns if c[0] not in acols]
+    if not all(_addable(c, expected) for c in missing):
         return None
-    if actual.columns != expected.columns[:len(have)]:
+    if actual.checks != expected.checks or actual.uniques != expected.uniques:
         return None
-    extra = [c for c in expected.columns[len(have):]]
-    # ADD COLUMN cannot add PRIMARY KEY/UNIQUE columns, nor NOT NULL without a default.
-    if any(c[4] or (c[2] and c[3] is None) for c in extra):
+    unexpected = [fk for fk in set(actual.foreign_keys) - set(expected.foreign_keys)
+                  if fk[0] not in extra]
+    wanted = set(expected.foreign_keys) - set(actual.foreign_keys)
+    repoints = []
+    for fk in sorted(unexpected):
+        column, parent, to, on_update, on_delete = fk
+        match = [w for w in wanted if (w[0], w[2], w[3], w[4]) == (column, to, on_update,
+                                                                   on_delete)]
+        if len(match) != 1 or parent in present or parent in canonical:
+            return None  # only a reference to a table that no longer exists is re-pointed
+        wanted.discard(match[0])
+        repoints.append((column, parent, match[0][1]))
+    if wanted:
         return None
-    return [c[0] for c in extra]
+    return [c[0] for c in missing], repoints
 
 
-def _column_def(create_sql: str, column: str) -> str:
+def column_def(create_sql: str, column: str) -> str:
     """The column definition of ``column`` in a CREATE TABLE statement."""
     for part in table_parts(create_sql)[0]:
-        if re.match(rf"[\"`\[]?{re.escape(column)}\b", part):
+        if re.match(rf"[\"`\[]?{re.escape(column)}[\"`\]]?(\s|$)", part, re.I):
             return " ".join(part.split())
     raise MigrationError(f"cannot find the definition of column {column}")
 
 
-def _rebuild(conn: sqlite3.Connection, table: str, create_sql: str, actual: TableSpec,
-             expected: TableSpec, report: AdoptionReport, progress: ProgressFn | None) -> None:
-    temp = "hive_store_rebuild"
-    conn.execute(f'DROP TABLE IF EXISTS "{temp}"')
-    conn.execute(re.sub(rf"CREATE\s+TABLE\s+{table}\b", f'CREATE TABLE "{temp}"', create_sql,
-                        count=1, flags=re.I))
-    have = set(actual.column_names)
+_CONSTRAINT = re.compile(r"(CONSTRAINT|PRIMARY\s+KEY|UNIQUE|CHECK|FOREIGN\s+KEY)\b", re.I)
+
+
+def _plan_rebuild(conn: sqlite3.Connection, table: str, create_sql: str, actual: TableSpec,
+                  expected: TableSpec) -> Rebuild:
+    have = list(actual.column_names)
     targets: list[str] = []
     sources: list[str] = []
     used: set[str] = set()
     for col, _type, notnull, default, _pk in expected.columns:
         if col in have:
-            targets.append(col)
+            targets.append(_q(col))
             sources.append(_q(col))
             used.add(col)
             continue
         for expr, needs in SOURCES.get(table, {}).get(col, ()):
-            if set(needs) <= have:
-                targets.append(col)
+            if set(needs) <= set(have):
+                targets.append(_q(col))
                 sources.append(expr)
                 used.update(needs)
                 break
@@ -301,14 +382,178 @@ def _rebuild(conn: sqlite3.Connection, table: str, create_sql: str, actual: Tabl
                     f"cannot adopt {table}: the canonical column {col} is NOT NULL and the legacy "
                     f"table has no value for it (columns: {', '.join(actual.column_names)})"
                 )
-    if have - used:
+    legacy_sql = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name=?",
+                              (table,)).fetchone()[0]
+    acols = {c[0]: c for c in actual.columns}
+    carried = [c for c in have if c not in used and c not in HIVE_LEGACY_COLUMNS.get(table, ())
+               and foreign_column_ok(acols[c])]
+    carried_defs = [column_def(legacy_sql, c) for c in carried]
+    targets.extend(_q(c) for c in carried)
+    sources.extend(_q(c) for c in carried)
+    used.update(carried)
+    if carried_defs:
+        parts, tail = table_parts(create_sql)
+        at = next((i for i, p in enumerate(parts) if _CONSTRAINT.match(p)), len(parts))
+        parts[at:at] = carried_defs
+        new_sql = f"CREATE TABLE {_REBUILD} (\n    " + ",\n    ".join(parts) + "\n)"
+        new_sql += f" {tail}" if tail else ""
+    else:
+        new_sql = re.sub(rf"CREATE\s+TABLE\s+{table}\b", f"CREATE TABLE {_REBUILD}",
+                         create_sql, count=1, flags=re.I)
+    survivors = set(expected.column_names) | set(carried)
+    recreate = []
+    for name, kind, sql in conn.execute(
+            "SELECT name, type, sql FROM sqlite_master WHERE tbl_name = ? "
+            "AND type IN ('index', 'trigger') AND sql IS NOT NULL", (table,)):
+        if kind == "index":
+            spec = next((i for i in actual.indexes if i[0] == name), None)
+            if spec is None or name in {i[0] for i in expected.indexes} or not all(
+                    c in survivors for c, _ in spec[3]) or not foreign_index(spec, carried):
+                continue
+        recreate.append((name, sql))
+    return Rebuild(new_sql, tuple(targets), tuple(sources), tuple(carried),
+                   bool(set(have) - used), tuple(recreate))
+
+
+# -- carrying it out --------------------------------------------------------------------------
+
+
+@attrs.define
+class AdoptionReport:
+    """What adoption did; also stored as JSON in ``hive_store_adoption``."""
+
+    state: str
+    backup: str | None
+    created_tables: list[str] = attrs.field(factory=list)
+    added_columns: list[str] = attrs.field(factory=list)
+    repointed: list[str] = attrs.field(factory=list)
+    rebuilt_tables: list[str] = attrs.field(factory=list)
+    archived_tables: list[str] = attrs.field(factory=list)
+    indexes_created: list[str] = attrs.field(factory=list)
+    indexes_dropped: list[str] = attrs.field(factory=list)
+    foreign_kept: list[str] = attrs.field(factory=list)
+    not_recreated: list[str] = attrs.field(factory=list)
+    row_counts: dict[str, int] = attrs.field(factory=dict)
+    violations: list[dict[str, Any]] = attrs.field(factory=list)
+    migrations: list[str] = attrs.field(factory=list)
+    hive_versions_recorded: list[int] = attrs.field(factory=list)
+    phases: dict[str, float] = attrs.field(factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        per_table: dict[str, int] = {}
+        for v in self.violations:
+            per_table[v["table"]] = per_table.get(v["table"], 0) + 1
+        lines = [
+            f"adopted a legacy Hive database ({self.state})",
+            f"backup written to {self.backup}" if self.backup else "no backup (in-memory)",
+            f"rows kept: {sum(self.row_counts.values())} in {len(self.row_counts)} tables",
+        ]
+        for label, items in (("created tables", self.created_tables),
+                             ("added columns", self.added_columns),
+                             ("foreign keys re-pointed", self.repointed),
+                             ("rebuilt tables", self.rebuilt_tables),
+                             ("original tables kept as", self.archived_tables),
+                             ("kept as other programs left them", self.foreign_kept),
+                             ("could not be recreated after a rebuild", self.not_recreated),
+                             ("then ran", self.migrations)):
+            if items:
+                lines.append(f"{label}: {', '.join(items)}")
+        if self.hive_versions_recorded:
+            lines.append(f"recorded Hive migration versions {_ranges(self.hive_versions_recorded)}"
+                         " in schema_migrations: "
+                         "the old Hive apps find nothing to apply")
+        if per_table:
+            detail = ", ".join(f"{t} {n}" for t, n in sorted(per_table.items()))
+            lines.append(f"rows kept that break a foreign key: {len(self.violations)} ({detail})")
+        else:
+            lines.append("foreign keys: no violations")
+        return "\n".join(lines)
+
+
+def _ranges(values: list[int]) -> str:
+    out: list[str] = []
+    for v in sorted(values):
+        if out and out[-1].split("-")[-1] == str(v - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{v}"
+        else:
+            out.append(str(v))
+    return ", ".join(out)
+
+
+class _Phases:
+    def __init__(self, report: AdoptionReport) -> None:
+        self.report = report
+        self.t = time.perf_counter()
+
+    def done(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.report.phases[phase] = round(self.report.phases.get(phase, 0.0) + now - self.t, 4)
+        self.t = now
+
+
+def execute(conn: sqlite3.Connection, plan: AdoptionPlan, *, backup: str | None,
+            progress: ProgressFn | None = None) -> AdoptionReport:
+    """Carry out ``plan`` on ``conn``, which must be inside a write transaction with foreign
+    keys off; the caller records the migration and commits."""
+    start = time.perf_counter()
+    report = AdoptionReport(state=plan.state.describe(), backup=backup,
+                            foreign_kept=list(plan.foreign))
+    phases = _Phases(report)
+    schema_steps = [a for a in plan.actions if a.kind in ("create table", "add column",
+                                                          "repoint")]
+    for n, action in enumerate(schema_steps, 1):
+        for statement in action.sql:
+            conn.execute(statement)
+        {"create table": report.created_tables, "add column": report.added_columns,
+         "repoint": report.repointed}[action.kind].append(action.label)
+        if progress is not None:
+            progress("schema changes", n, len(schema_steps), "changes")
+    phases.done("schema")
+    for action in plan.actions:
+        if action.kind == "rebuild":
+            assert action.rebuild is not None
+            _rebuild(conn, action.table, action.rebuild, report, progress)
+    phases.done("rebuild")
+    index_steps = [a for a in plan.actions if a.kind in ("drop index", "create index")]
+    for n, action in enumerate(index_steps, 1):
+        for statement in action.sql:
+            conn.execute(statement)
+        (report.indexes_dropped if action.kind == "drop index" else
+         report.indexes_created).append(action.label)
+        if progress is not None:
+            progress("indexes", n, len(index_steps), "indexes")
+    phases.done("indexes")
+    report.violations = foreign_key_violations(conn, progress)
+    phases.done("foreign_key_check")
+    for table in plan.tables:
+        report.row_counts[table] = conn.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()[0]
+    phases.done("row_counts")
+    report.seconds = round(time.perf_counter() - start, 3)
+    return report
+
+
+def store_report(conn: sqlite3.Connection, report: AdoptionReport) -> None:
+    """Keep the report in the database (``hive_store_adoption``)."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {ADOPTION_TABLE} (adopted_at TEXT NOT NULL, "
+                 "from_state TEXT NOT NULL, backup TEXT, report TEXT NOT NULL)")
+    conn.execute(f"INSERT INTO {ADOPTION_TABLE} VALUES (?, ?, ?, ?)",
+                 (datetime.now(UTC).isoformat(), report.state, report.backup,
+                  json.dumps(attrs.asdict(report))))
+
+
+def _rebuild(conn: sqlite3.Connection, table: str, plan: Rebuild, report: AdoptionReport,
+             progress: ProgressFn | None) -> None:
+    conn.execute(f"DROP TABLE IF EXISTS {_REBUILD}")
+    conn.execute(plan.create_sql)
+    if plan.archive:
         archive = f"hive_store_legacy_{table}"
-        conn.execute(f'DROP TABLE IF EXISTS "{archive}"')
-        conn.execute(f'CREATE TABLE "{archive}" AS SELECT * FROM "{table}"')
+        conn.execute(f"DROP TABLE IF EXISTS {_q(archive)}")
+        conn.execute(f"CREATE TABLE {_q(archive)} AS SELECT * FROM {_q(table)}")
         report.archived_tables.append(archive)
-    total = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-    cols = ", ".join(_q(c) for c in targets)
-    select = ", ".join(sources)
+    total = conn.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()[0]
+    cols = ", ".join(plan.targets)
+    select = ", ".join(plan.sources)
     copied = 0
     last = None
     while True:
@@ -316,63 +561,65 @@ def _rebuild(conn: sqlite3.Connection, table: str, create_sql: str, actual: Tabl
         where = "" if last is None else "WHERE rowid > ?"
         params: tuple[Any, ...] = () if last is None else (last,)
         bounds = conn.execute(
-            f'SELECT max(rowid), count(*) FROM (SELECT rowid FROM "{table}" {where} '
+            f"SELECT max(rowid), count(*) FROM (SELECT rowid FROM {_q(table)} {where} "
             f"ORDER BY rowid LIMIT {CHUNK})", params).fetchone()
         if not bounds[1]:
             break
         high = bounds[0]
         conn.execute(
-            f'INSERT INTO "{temp}" ({cols}) SELECT {select} FROM "{table}" '
+            f"INSERT INTO {_REBUILD} ({cols}) SELECT {select} FROM {_q(table)} "
             f"WHERE rowid <= ? {'AND rowid > ?' if last is not None else ''} ORDER BY rowid",
             (high, *params))
         copied += bounds[1]
         last = high
         if progress is not None:
-            progress(table, copied, total)
-    conn.execute(f'DROP TABLE "{table}"')
-    conn.execute(f'ALTER TABLE "{temp}" RENAME TO "{table}"')
+            progress(f"copying {table}", copied, total, "rows")
+    conn.execute(f"DROP TABLE {_q(table)}")
+    conn.execute(f"ALTER TABLE {_REBUILD} RENAME TO {_q(table)}")
+    for name, sql in plan.recreate:
+        conn.execute("SAVEPOINT hive_store_recreate")
+        try:
+            conn.execute(sql)
+        except sqlite3.Error:
+            conn.execute("ROLLBACK TO hive_store_recreate")
+            report.not_recreated.append(name)
+        conn.execute("RELEASE hive_store_recreate")
     report.rebuilt_tables.append(table)
 
 
-def _fix_indexes(conn: sqlite3.Connection, order: list[str], index_sql: dict[str, str],
-                 expected: dict[str, TableSpec], report: AdoptionReport) -> None:
-    for table in order:
-        actual = {i[0]: i for i in describe_table(conn, table).indexes}
-        wanted = {i[0]: i for i in expected[table].indexes}
-        for name, spec in actual.items():
-            if name.startswith("<"):
-                continue  # automatic (UNIQUE/PK) indexes follow the table definition
-            if name not in wanted or wanted[name] != spec:
-                conn.execute(f'DROP INDEX "{name}"')
-                report.indexes_dropped.append(name)
-        for name in wanted:
-            if name.startswith("<"):
-                continue
-            if name not in actual or actual[name] != wanted[name]:
-                conn.execute(index_sql[name])
-                report.indexes_created.append(name)
-
-
-def foreign_key_violations(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def foreign_key_violations(conn: sqlite3.Connection,
+                           progress: ProgressFn | None = None) -> list[dict[str, Any]]:
     """Every row that breaks a foreign key: table, rowid, key, column, parent and value."""
+    tables = sorted(t for (t,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite\\_%' "
+        "ESCAPE '\\' AND name NOT LIKE 'hive\\_store\\_%' ESCAPE '\\'")
+        if conn.execute("SELECT 1 FROM pragma_foreign_key_list(?)", (t,)).fetchone())
     out: list[dict[str, Any]] = []
-    fk_cache: dict[str, list[tuple[Any, ...]]] = {}
-    for table, rowid, parent, fkid in conn.execute("PRAGMA foreign_key_check").fetchall():
-        if table.startswith("hive_store_"):
-            continue
-        fks = fk_cache.setdefault(table, conn.execute(
-            "SELECT * FROM pragma_foreign_key_list(?)", (table,)).fetchall())
-        cols = [fk[3] for fk in fks if fk[0] == fkid]
-        pk_cols = [r[1] for r in conn.execute("SELECT * FROM pragma_table_info(?)", (table,))
-                   if r[5]]
-        row = None
-        if rowid is not None and cols + pk_cols:
-            row = conn.execute(f"SELECT {', '.join(_q(c) for c in cols + pk_cols)} "
-                               f"FROM {_q(table)} WHERE rowid = ?", (rowid,)).fetchone()
-        values = dict(zip(cols + pk_cols, row, strict=True)) if row else {}
-        out.append({
-            "table": table, "rowid": rowid, "parent": parent,
-            "columns": cols, "values": {c: values.get(c) for c in cols},
-            "key": {c: values.get(c) for c in pk_cols},
-        })
+    for n, table in enumerate(tables, 1):
+        found = conn.execute(f"PRAGMA foreign_key_check({_q(table)})").fetchall()
+        if found:
+            fks = conn.execute("SELECT * FROM pragma_foreign_key_list(?)", (table,)).fetchall()
+            pk_cols = [r[1] for r in conn.execute(
+                "SELECT * FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk", (table,))]
+            fk_cols = sorted({fk[3] for fk in fks})
+            wanted = fk_cols + [c for c in pk_cols if c not in fk_cols]
+            rows: dict[int, dict[str, Any]] = {}
+            rowids = sorted({r[1] for r in found if r[1] is not None})
+            select = ", ".join(_q(c) for c in wanted)
+            for i in range(0, len(rowids), 500):  # the rows, 500 at a time
+                chunk = rowids[i:i + 500]
+                for rowid, *values in conn.execute(
+                        f"SELECT rowid, {select} FROM {_q(table)} WHERE rowid IN "
+                        f"({', '.join('?' * len(chunk))})", chunk):
+                    rows[rowid] = dict(zip(wanted, values, strict=True))
+        for _table, rowid, parent, fkid in found:
+            cols = [fk[3] for fk in fks if fk[0] == fkid]
+            values = rows.get(rowid, {})
+            out.append({
+                "table": table, "rowid": rowid, "parent": parent,
+                "columns": cols, "values": {c: values.get(c) for c in cols},
+                "key": {c: values.get(c) for c in pk_cols},
+            })
+        if progress is not None:
+            progress("foreign key check", n, len(tables), "tables")
     return out

@@ -20,6 +20,21 @@ from hive_store.sqltext import paren_bounds, strip_comments
 IGNORED_PREFIXES = ("hive_store_", "sqlite_")
 IGNORED_TABLES = frozenset({"schema_migrations"})
 
+# Columns of Hive's own older shapes of a table (001/006 consensus_profiles, db_migration.rs
+# conversations). When such a table is rebuilt they have no place in the canonical one: the
+# original table is kept whole as hive_store_legacy_<table>. Any other extra column belongs to
+# another program and is carried along into the rebuilt table.
+STAGES = ("generator", "refiner", "validator", "curator")
+HIVE_LEGACY_COLUMNS: dict[str, frozenset[str]] = {
+    "consensus_profiles": frozenset({
+        "pipeline_profile_id", "name", "user_id", "is_default",
+        *(f"{s}_model_id" for s in STAGES), *(f"{s}_temperature" for s in STAGES)}),
+    "conversations": frozenset({
+        "title", "profile_id", "context_type", "total_tokens_input", "total_tokens_output",
+        "performance_score", "quality_rating", "is_archived", "is_favorite", "tags",
+        "metadata"}),
+}
+
 
 @attrs.frozen
 class TableSpec:
@@ -99,28 +114,74 @@ def describe(conn: sqlite3.Connection, *, include_ignored: bool = False) -> dict
             if include_ignored or not (n.startswith(IGNORED_PREFIXES) or n in IGNORED_TABLES)}
 
 
+@attrs.frozen
+class SchemaReport:
+    """How a database differs from the canonical schema.
+
+    :ivar differences: real differences (a Hive table or index that is not as it should be);
+        ``hive-store schema diff`` exits 1 when there are any
+    :ivar foreign: what other programs added and hive-store keeps as it is: tables it does not
+        know, nullable (or defaulted) columns added to a Hive table, indexes of their own
+    """
+
+    differences: list[str]
+    foreign: list[str]
+
+
 def diff(actual: dict[str, TableSpec], expected: dict[str, TableSpec]) -> list[str]:
-    """Human-readable differences; empty when the schemas are the same."""
+    """The real differences (what :func:`compare` does not count as foreign); empty when the
+    Hive tables are as they should be."""
+    return compare(actual, expected).differences
+
+
+def compare(actual: dict[str, TableSpec], expected: dict[str, TableSpec]) -> SchemaReport:
+    """Differences of ``actual`` from ``expected``, split into real and foreign (kept)."""
     out: list[str] = []
+    foreign: list[str] = []
     for name in sorted(expected.keys() - actual.keys()):
         out.append(f"missing table {name}")
     for name in sorted(actual.keys() - expected.keys()):
-        out.append(f"extra table {name}")
+        foreign.append(f"foreign table {name} (kept)")
     for name in sorted(actual.keys() & expected.keys()):
-        out.extend(f"{name}: {d}" for d in table_diff(actual[name], expected[name]))
-    return out
+        real, kept = table_compare(actual[name], expected[name], name)
+        out.extend(f"{name}: {d}" for d in real)
+        foreign.extend(f"{name}: {d}" for d in kept)
+    return SchemaReport(out, foreign)
+
+
+def foreign_column_ok(column: tuple[str, str, int, str | None, int]) -> bool:
+    """Whether a column other programs added can stay in a Hive table: hive-store's inserts
+    name their columns, so it must take a default (nullable, or a declared default) and not be
+    part of the primary key."""
+    _name, _type, notnull, default, pk = column
+    return not pk and (not notnull or default is not None)
 
 
 def table_diff(a: TableSpec, e: TableSpec) -> list[str]:
-    """Differences of one table (``a`` actual, ``e`` expected)."""
+    """Real differences of one table (``a`` actual, ``e`` expected)."""
+    return table_compare(a, e)[0]
+
+
+def table_compare(a: TableSpec, e: TableSpec,
+                  table: str = "") -> tuple[list[str], list[str]]:
+    """Differences of one table: ``(real, foreign)`` (``a`` actual, ``e`` expected)."""
     out: list[str] = []
+    kept: list[str] = []
     acols = {c[0]: c for c in a.columns}
     ecols = {c[0]: c for c in e.columns}
-    for col in ecols.keys() - acols.keys():
+    for col in (c for c in ecols if c not in acols):
         out.append(f"missing column {col}")
-    for col in acols.keys() - ecols.keys():
-        out.append(f"extra column {col}")
-    for col in acols.keys() & ecols.keys():
+    legacy = HIVE_LEGACY_COLUMNS.get(table, frozenset())
+    extra = [c for c in acols if c not in ecols and c not in legacy]
+    for col in (c for c in acols if c in legacy):
+        out.append(f"extra column {col} (of an older Hive shape of this table)")
+    for col in extra:
+        if foreign_column_ok(acols[col]):
+            kept.append(f"foreign column {col} (kept)")
+        else:
+            out.append(f"extra column {col} (NOT NULL without a default, or in the primary key: "
+                       "hive-store's inserts would fail)")
+    for col in (c for c in acols if c in ecols):
         fields = ("name", "type", "not null", "default", "primary key")
         for label, x, y in zip(fields, acols[col], ecols[col], strict=True):
             if x != y:
@@ -130,7 +191,10 @@ def table_diff(a: TableSpec, e: TableSpec) -> list[str]:
     for fk in sorted(set(e.foreign_keys) - set(a.foreign_keys)):
         out.append(f"missing foreign key {fk[0]} -> {fk[1]}({fk[2]})")
     for fk in sorted(set(a.foreign_keys) - set(e.foreign_keys)):
-        out.append(f"unexpected foreign key {fk[0]} -> {fk[1]}({fk[2]})")
+        if fk[0] in extra:
+            kept.append(f"foreign key of foreign column {fk[0]} -> {fk[1]}({fk[2]}) (kept)")
+        else:
+            out.append(f"unexpected foreign key {fk[0]} -> {fk[1]}({fk[2]})")
     constraints: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
         ("CHECK", a.checks, e.checks), ("UNIQUE", a.uniques, e.uniques)]
     for kind, have, want in constraints:
@@ -141,11 +205,25 @@ def table_diff(a: TableSpec, e: TableSpec) -> list[str]:
     for name in sorted(eidx.keys() - aidx.keys()):
         out.append(f"missing index {name}")
     for name in sorted(aidx.keys() - eidx.keys()):
-        out.append(f"extra index {name}")
+        if foreign_index(aidx[name], extra):
+            kept.append(f"foreign index {name} (kept)")
+        else:
+            out.append(f"extra index {name}")
     for name in sorted(aidx.keys() & eidx.keys()):
         if aidx[name] != eidx[name]:
             out.append(f"index {name} differs: {aidx[name][1:]} vs expected {eidx[name][1:]}")
-    return out
+    return out, kept
+
+
+def foreign_index(index: tuple[str, int, str, tuple[tuple[str, int], ...]],
+                  foreign_columns: list[str]) -> bool:
+    """Whether an index not in the canonical schema is another program's own and harmless to
+    hive-store: a named (``CREATE INDEX``) index that is not UNIQUE, or whose columns are all
+    foreign (a UNIQUE index over Hive columns could refuse hive-store's writes)."""
+    name, unique, _where, columns = index
+    if name.startswith("<"):
+        return False  # an automatic index: a PRIMARY KEY / UNIQUE constraint of the table
+    return not unique or all(c in foreign_columns for c, _ in columns)
 
 
 def canonical(migration_statements: list[str]) -> dict[str, TableSpec]:

@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import attrs
 from hive_store.backend import CommitListener
 from hive_store.changes import Batch, Change, Changes, Op
 from hive_store.errors import (
+    ConfigurationError,
     Conflict,
     CorruptDatabase,
     DatabaseLocked,
@@ -49,6 +51,7 @@ class SQLiteOptions:
     mmap_size: int = 268435456
     wal_autocheckpoint: int = 1000
     cached_statements: int = 256
+    read_only: bool = False  # SQLite's mode=ro: no file created, no journal-mode switch, no writes
 
 
 def translate_error(exc: sqlite3.Error, what: str = "") -> Exception:
@@ -103,6 +106,9 @@ class SQLiteBackend:
         self._listener: CommitListener | None = None
         self._closed = False
         self._repos: dict[type, Any] = {}
+        self.read_only = options.read_only
+        if self.memory and self.read_only:
+            raise ConfigurationError("an in-memory database cannot be opened read-only")
         if self.memory:
             # One in-memory database shared by the whole store: one connection, serialised.
             name = f"hive-store-{id(self)}-{time.monotonic_ns()}"
@@ -114,13 +120,19 @@ class SQLiteBackend:
                 self._target, uri=True, check_same_thread=False)
         else:
             self.path = Path(url.path)
-            self._create_file()
-            self._target = str(self.path)
+            if self.read_only:
+                if not self.path.is_file():
+                    raise StorageError(f"no database file at {self.path} (opened read-only)")
+                # A URI, so every character of the path is quoted (?, #, % are not syntax).
+                self._target = f"file:{quote_uri_path(self.path)}?mode=ro"
+            else:
+                self._create_file()
+                self._target = str(self.path)
             pool_cfg = options.pool
         self.pool = Pool(self._connect, pool_cfg)
         try:
             self.pool.fill()
-            if not self.memory:
+            if not self.memory and not self.read_only:
                 with self.pool.connection() as conn:
                     self._init_new_database(conn)
         except BaseException:
@@ -149,7 +161,7 @@ class SQLiteBackend:
         try:
             conn = sqlite3.connect(
                 self._target, isolation_level=None, check_same_thread=False,
-                timeout=self.options.busy_timeout, uri=self.memory,
+                timeout=self.options.busy_timeout, uri=self.memory or self.read_only,
                 cached_statements=self.options.cached_statements, factory=_Connection,
             )
         except sqlite3.Error as exc:
@@ -168,7 +180,8 @@ class SQLiteBackend:
         """The per-connection settings; run for every connection the pool opens."""
         opts = self.options
         conn.execute(f"PRAGMA busy_timeout = {int(opts.busy_timeout * 1000)}")
-        if not self.memory and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        if (not self.memory and not self.read_only
+                and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal"):
             # Switching needs a moment of exclusive access and SQLite does not apply
             # busy_timeout to it, so wait for a writer in another process ourselves.
             mode = self._retry_busy(
@@ -418,6 +431,8 @@ class SQLiteBackend:
         """Take the write lock and a connection to write with: ``(connection, pooled)``.
         An in-memory store has one connection: a write inside a read (``iter``) shares it
         (``pooled`` is then false)."""
+        if self.read_only:
+            raise StorageError(f"{self.path} is open read-only: writes are refused")
         timeout = self.pool.config.connection_timeout
         if not self._write_lock.acquire(timeout=timeout):
             raise PoolTimeout(f"the writer stayed busy for more than {timeout:g} s")
@@ -493,6 +508,7 @@ class SQLiteBackend:
         facts["pool"] = attrs.asdict(self.pool.config)
         facts["pool_stats"] = attrs.asdict(self.pool.stats())
         facts["durability"] = self.options.durability
+        facts["read_only"] = self.read_only
         return facts
 
     def check_integrity(self, *, full: bool = False) -> dict[str, Any]:
@@ -618,6 +634,12 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         return float(value)
     except ValueError:
         raise ConfigurationError(f"option {key}={value!r} is not a number") from None
+
+
+def quote_uri_path(path: Path) -> str:
+    """``path`` for a SQLite ``file:`` URI: absolute, every special character
+    percent-encoded (a ``?`` or ``#`` in a file name is not a query or a fragment)."""
+    return urllib.parse.quote(str(path.absolute()), safe="/")
 
 
 def sql_params(values: Sequence[Any]) -> str:

@@ -11,7 +11,7 @@ every other value: comparing and sorting by it is comparing and sorting by insta
 checks it against the Python reader on random values). A value in hive-store's own form is
 its own key after a GLOB and a few range checks, so tables written by hive-store pay little.
 
-Expression indexes on the key (``hive_store_time_*``, migration 0003) keep the time columns
+Expression indexes on the key (``hive_store_time_*``, migration 0004) keep the time columns
 Hive indexed fast to filter and sort; the old apps keep reading and writing the tables (an
 index of built-in functions never fails a write, and legacy values are never rewritten).
 """
@@ -142,13 +142,13 @@ def index_name(table: str, column: str) -> str:
 
 
 def index_statements() -> list[str]:
-    """``CREATE INDEX`` statements of the key indexes (the text of migration 0003)."""
+    """``CREATE INDEX`` statements of the key indexes (the text of migration 0004)."""
     return [f"CREATE INDEX {index_name(t, c)} ON {_q(t)} ({timestamp_key(_q(c))});"
             for t, c in INDEXED]
 
 
 def migration_text() -> str:
-    """The migration file ``0003_time_keys.sql`` (generated from this module; a test checks
+    """The migration file ``0004_time_keys.sql`` (generated from this module; a test checks
     the file matches, so queries and indexes use the same expression)."""
     header = ("-- @name: time_keys\n"
               "-- @description: Expression indexes on the comparison key of the timestamp "
