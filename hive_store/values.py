@@ -315,7 +315,7 @@ def load_json(value: Any) -> Any:
 
 
 def _storage(value: Any) -> str:
-    return {int: "INTEGER", float: "REAL", str: "TEXT", bytes: "BLOB"}.get(
+    return {int: "INTEGER", float: "REAL", str: "TEXT", bytes: "BLOB (or non-UTF-8 TEXT)"}.get(
         value.__class__, type(value).__name__)
 
 
@@ -401,19 +401,19 @@ def _from_match(value: str, match: re.Match[str]) -> datetime:
     return parsed
 
 
-_OWN_SHAPE = re.compile(
-    r"\d{4}-[01]\d-[0-3]\dT[012]\d:[0-5]\d:[0-5]\d\.\d{6}\+00:00\Z", re.ASCII)
+_OWN_LAYOUT = re.compile(r".{4}-.{2}-.{2}T.{2}:.{2}:.{2}\..{6}\+00:00\Z", re.DOTALL)
 
 
 def timestamp_key(value: Any) -> str | None:
     """What the backends compare and sort timestamps by: the hive-store form of the stored
     value's instant, or ``None`` when the value is NULL or not a timestamp. Text in exactly
-    hive-store's shape is its own key, even with an impossible date or time (``2025-02-30``,
-    hour 25), which a read returns as a :class:`RawValue`: the one shape compared without
-    checking its calendar, so that rows in hive-store's form cost one pattern match."""
+    hive-store's layout (``????-??-??T??:??:??.??????+00:00``) is its own key even when it is
+    not a real timestamp (``2025-02-30``, hour 25, letters), which a read returns as a
+    :class:`RawValue`: the one layout compared without reading it, so that rows in
+    hive-store's form cost one pattern match in SQL."""
     if value is None:
         return None
-    if value.__class__ is str and _OWN_SHAPE.match(value):
+    if value.__class__ is str and _OWN_LAYOUT.match(value):
         return value
     try:
         return format_timestamp(parse_timestamp(value))

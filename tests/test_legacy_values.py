@@ -449,3 +449,38 @@ def test_time_filters_use_the_key_indexes(store: hive_store.Store) -> None:
     with store.backend.connection() as conn:
         plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert "hive_store_time_activity_log_created_at" in plan, plan
+
+
+def test_text_that_is_not_utf8_reads_as_raw_bytes(db_path: Path) -> None:
+    """TEXT holding invalid UTF-8 (another writer's CAST of bytes) makes the sqlite3 module
+    refuse the whole row, quoting the text: reads retry with such text as bytes."""
+    conn = _plain(db_path)
+    conn.execute("INSERT INTO conversations (id) VALUES ('c')")
+    conn.executemany("INSERT INTO messages (id, conversation_id, role, content, timestamp) "
+                     "VALUES (?, 'c', 'user', CAST(? AS TEXT), ?)",
+                     [(f"m{i}", b"secret \xff" if i == 5 else b"fine",
+                       "2025-07-14 12:00:00") for i in range(9)])
+    conn.close()
+    raw = RawValue(b"secret \xff")
+    with hive_store.open(f"sqlite://{db_path}", plugins=isolated_plugins()) as store:
+        repo = store.messages
+        assert repo.get("m5").content == raw and repo.get("m4").content == "fine"
+        assert [m.id for m in repo.iter(batch_size=2)] == [f"m{i}" for i in range(9)]
+        assert [m.content for m in repo.find()].count(raw) == 1
+        assert len(repo.get_many([f"m{i}" for i in range(9)])) == 9
+        assert len(repo.search("e", fields=["content"])) == 9
+        assert repo.count(content="fine") == 8
+        updated = repo.update("m5", role="assistant")
+        assert updated.content == raw and updated.role == "assistant"
+        assert repo.update(updated) == updated and repo.upsert(updated) == updated
+        conv = store.conversations.get("c")
+        assert conv.created_at is not None  # nothing else disturbed
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT typeof(content), CAST(content AS BLOB) FROM messages "
+                        "WHERE id = 'm5'").fetchone() == ("text", b"secret \xff")
+    conn.close()
+    with hive_store.open(f"sqlite://{db_path}", plugins=isolated_plugins(),
+                         strict=True) as strict:
+        with pytest.raises(hive_store.RawValueError) as err:
+            strict.messages.get("m5")
+        assert err.value.key == "m5" and err.value.field == "content"

@@ -33,6 +33,22 @@ _ADAPTERS = sqlite3.adapters  # the module's registry, changed in place by regis
 _adapters_seen: list[Any] = [-1, ()]
 
 
+def _undecodable(exc: sqlite3.Error) -> bool:
+    """Whether a read failed on a stored TEXT value that is not valid UTF-8: the ``sqlite3``
+    module (not SQLite) refuses to decode it, with an ``OperationalError`` that carries no
+    SQLite error code (and quotes the text, so its message is never passed on)."""
+    return isinstance(exc, sqlite3.OperationalError) and not hasattr(exc, "sqlite_errorcode")
+
+
+def _text_or_bytes(data: bytes) -> str | bytes:
+    """The ``text_factory`` of a read retried after :func:`_undecodable`: text that is not
+    UTF-8 arrives as its bytes (the entity then holds them as a RawValue)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
 def _like_pattern(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -109,21 +125,26 @@ class SQLiteRepository(Generic[E]):
         return self.codec.to_sql(self.codec.pk, key)
 
     def get(self, key: Any) -> E:
-        entity: E = self._get(self.backend.fetch, key)
+        entity: E = self._get(self.backend.fetch, key, nowait=False)
         return entity
 
     def get_nowait(self, key: Any) -> E | None:
         """:meth:`get` if it can run without waiting for a connection, else ``None`` (the
         asyncio façade uses it to serve point reads on the event loop)."""
-        entity = self._get(self.backend.fetch_nowait, key)
+        entity = self._get(self.backend.fetch_nowait, key, nowait=True)
         return None if entity is WOULD_BLOCK else entity
 
-    def _get(self, fetch: Any, key: Any) -> Any:
+    def _get(self, fetch: Any, key: Any, *, nowait: bool) -> Any:
         sql_key = self._key(key)
         try:
             entity = fetch(self._sql_get, (sql_key,), one=True, factory=self.codec.row_factory)
         except sqlite3.Error as exc:
-            raise translate_error(exc, f"reading {self.codec.table}") from None
+            if not _undecodable(exc):
+                raise translate_error(exc, f"reading {self.codec.table}") from None
+            if nowait:
+                return WOULD_BLOCK  # the caller reads it the usual way, which handles it
+            found = self._read_undecodable(self._sql_get, (sql_key,))
+            entity = found[0] if found else None
         if entity is None:
             raise NotFound(self.codec.name, key)
         return entity
@@ -137,7 +158,20 @@ class SQLiteRepository(Generic[E]):
                     chunk = wanted[start:start + _MAX_VARS]
                     sql = (f"SELECT {self._cols} FROM {self._table} WHERE {self._pk} IN "
                            f"({', '.join('?' for _ in chunk)})")
-                    for row in conn.execute(sql, chunk):
+                    try:
+                        rows = conn.execute(sql, chunk).fetchall()
+                    except sqlite3.OperationalError as exc:
+                        if not _undecodable(exc):
+                            raise
+                        rows = None
+                    if rows is None:
+                        saved = conn.text_factory
+                        conn.text_factory = _text_or_bytes
+                        try:
+                            rows = conn.execute(sql, chunk).fetchall()
+                        finally:
+                            conn.text_factory = saved
+                    for row in rows:
                         found[row[self._pk_index]] = self.codec.from_row(row)
         except sqlite3.Error as exc:
             raise translate_error(exc, f"reading {self.codec.table}") from None
@@ -250,8 +284,44 @@ class SQLiteRepository(Generic[E]):
         try:
             found: list[E] = self.backend.fetch(sql, params, factory=self.codec.row_factory)
         except sqlite3.Error as exc:
-            raise translate_error(exc, f"reading {self.codec.table}") from None
+            if not _undecodable(exc):
+                raise translate_error(exc, f"reading {self.codec.table}") from None
+            found = self._read_undecodable(sql, params)
         return found
+
+    def _read_undecodable(self, sql: str, params: Sequence[Any]) -> list[E]:
+        """A read whose rows hold TEXT that is not valid UTF-8, again, with such text read as
+        bytes (the rare path: a Python ``text_factory`` is slow for every other row)."""
+        try:
+            with self.backend.connection() as conn:
+                saved = conn.text_factory
+                conn.text_factory = _text_or_bytes
+                try:
+                    cursor = conn.cursor()
+                    cursor.row_factory = self.codec.row_factory
+                    try:
+                        rows: list[E] = cursor.execute(sql, params).fetchall()
+                    finally:
+                        cursor.close()
+                finally:
+                    conn.text_factory = saved
+        except sqlite3.Error as exc:
+            raise translate_error(exc, f"reading {self.codec.table}") from None
+        return rows
+
+    def _stored_row(self, conn: sqlite3.Connection, key: Any) -> Any:
+        """The stored row with this key as SQL values (``None`` if there is none)."""
+        try:
+            return conn.execute(self._sql_get, (key,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if not _undecodable(exc):
+                raise
+        saved = conn.text_factory
+        conn.text_factory = _text_or_bytes
+        try:
+            return conn.execute(self._sql_get, (key,)).fetchone()
+        finally:
+            conn.text_factory = saved
 
     def find_one(self, *, order_by: OrderBy = None, **filters: Any) -> E | None:
         found = self.find(order_by=order_by, limit=1, **filters)
@@ -276,14 +346,34 @@ class SQLiteRepository(Generic[E]):
     def _iter(self, sql: str, params: list[Any], batch_size: int) -> Iterator[E]:
         try:
             with self.backend.connection() as conn:
+                saved = conn.text_factory
                 cursor = conn.cursor()
                 cursor.row_factory = self.codec.row_factory
+                done = 0
                 try:
                     cursor.execute(sql, params)
-                    while batch := cursor.fetchmany(batch_size):
+                    while True:
+                        try:
+                            batch = cursor.fetchmany(batch_size)
+                        except sqlite3.OperationalError as exc:
+                            if not _undecodable(exc) or conn.text_factory is _text_or_bytes:
+                                raise
+                            # TEXT that is not UTF-8: read on from the first row not yet
+                            # returned, such text as bytes (a new statement: rows committed
+                            # meanwhile may show)
+                            cursor.close()
+                            conn.text_factory = _text_or_bytes
+                            cursor = conn.cursor()
+                            cursor.row_factory = self.codec.row_factory
+                            cursor.execute(f"{sql} LIMIT -1 OFFSET ?", [*params, done])
+                            continue
+                        if not batch:
+                            break
+                        done += len(batch)
                         yield from batch
                 finally:
                     cursor.close()
+                    conn.text_factory = saved
         except sqlite3.Error as exc:
             raise translate_error(exc, f"reading {self.codec.table}") from None
 
@@ -307,7 +397,9 @@ class SQLiteRepository(Generic[E]):
             with self.backend.connection() as conn:
                 rows = conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise translate_error(exc, f"searching {self.codec.table}") from None
+            if not _undecodable(exc):
+                raise translate_error(exc, f"searching {self.codec.table}") from None
+            return self._read_undecodable(sql, params)
         return [self.codec.from_row(r) for r in rows]
 
     # -- writes -----------------------------------------------------------------------------------
@@ -430,7 +522,7 @@ class SQLiteRepository(Generic[E]):
             return self._write_auto(Op.UPSERT, stored, row, what)
         try:
             with self.backend.transaction(what=what) as conn:
-                existing = conn.execute(self._sql_get, (row[self._pk_index],)).fetchone()
+                existing = self._stored_row(conn, row[self._pk_index])
                 if existing is None:
                     self._explicit_key(row)
                     conn.execute(self._sql_insert, row)
@@ -453,7 +545,7 @@ class SQLiteRepository(Generic[E]):
         sql_key = self._key(key)
         try:
             with self.backend.transaction(what=what) as conn:
-                stored = conn.execute(self._sql_get, (sql_key,)).fetchone()
+                stored = self._stored_row(conn, sql_key)
                 if stored is None:
                     raise NotFound(codec.name, key)
                 entity = entity_or_key if given else codec.from_row(stored)
