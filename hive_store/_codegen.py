@@ -140,7 +140,8 @@ def _stored_form(codec: EntityCodec[Any], ns: dict[str, Any]) -> tuple[list[str]
     from hive_store._converters import _utc_text
 
     ns.update(_datetime=datetime, _date=date, _UTC=UTC, _utc_text=_utc_text,
-              _copysign=math.copysign, _encodable=V._encodable)
+              _copysign=math.copysign, _encodable=V._encodable, _plain_json=V.plain_json,
+              _json_text=V.json_text)
     conds, exprs = [], []
     for i, fi in enumerate(codec.fields):
         x = f"x{i}"
@@ -164,8 +165,8 @@ def _stored_form(codec: EntityCodec[Any], ns: dict[str, Any]) -> tuple[list[str]
             cond, expr = f"{x}.__class__ is _datetime and {x}.tzinfo is _UTC", f"_utc_text({x})"
         elif fi.kind == "date":
             cond, expr = f"{x}.__class__ is _date", f"{x}.isoformat()"
-        else:  # JSON: only NULL is stored as given (text is read back as a new value)
-            cond, expr = "False", "None"
+        else:  # JSON: plain JSON reads back identical; anything else is read back
+            cond, expr = f"_plain_json({x})", f"_json_text({x})"
         if fi.nullable:
             cond, expr = f"({x} is None or ({cond}))", f"(None if {x} is None else {expr})"
         conds.append(f"({cond})")
@@ -216,7 +217,7 @@ def _compile_to_row(codec: EntityCodec[Any]) -> None:
         f"{getters}"
         f"            if {all_stored}:\n"
         f"                return {fast_row}, e\n"
-        "        except AttributeError:\n"
+        "        except (AttributeError, TypeError, ValueError, OverflowError):\n"
         "            pass\n"
         "    r = to_row(e)\n"
         "    return r, from_row(r)\n"
@@ -234,7 +235,7 @@ def _compile_to_row(codec: EntityCodec[Any]) -> None:
         f"                    add_row({fast_row})\n"
         "                    add_stored(e)\n"
         "                    continue\n"
-        "            except AttributeError:\n"
+        "            except (AttributeError, TypeError, ValueError, OverflowError):\n"
         "                pass\n"
         "        r = to_row(e)\n"
         "        add_row(r)\n"

@@ -238,6 +238,40 @@ def json_depth(value: Any) -> int:
     return depth
 
 
+_JSON_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def plain_json(value: Any) -> bool:
+    """Whether ``value`` is JSON that a read returns identical: dicts with ``str`` keys,
+    lists, and ``str``/``int``/``float``/``bool``/``None`` of exactly those types (then a write
+    needs no read-back to return it as stored). Finite floats, valid text and depth are
+    checked by :func:`json_text`."""
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        v = pop()
+        cls = v.__class__
+        if cls is dict:
+            for k, x in v.items():
+                if k.__class__ is not str:
+                    return False
+                c = x.__class__
+                if c is dict or c is list:
+                    push(x)
+                elif c not in _JSON_SCALARS:
+                    return False
+        elif cls is list:
+            for x in v:
+                c = x.__class__
+                if c is dict or c is list:
+                    push(x)
+                elif c not in _JSON_SCALARS:
+                    return False
+        elif cls not in _JSON_SCALARS:
+            return False
+    return True
+
+
 def _bad_json_keys(value: Any) -> bool:
     """Whether a dict anywhere in ``value`` has a key that is not a ``str``."""
     stack = [value]
@@ -252,8 +286,9 @@ def _bad_json_keys(value: Any) -> bool:
     return False
 
 
-def dump_json(value: Any) -> str:
-    """The JSON text stored for ``value`` (see the module docstring for what is accepted)."""
+def json_text(value: Any) -> str:
+    """The compact JSON text of ``value`` with every check but the key types (see
+    :func:`dump_json`)."""
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         error = None
@@ -267,7 +302,13 @@ def dump_json(value: Any) -> str:
         raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
     if not _encodable(text):
         raise ValueError("text is not valid Unicode (lone surrogate)")
-    if '"' in text and _bad_json_keys(value):
+    return text
+
+
+def dump_json(value: Any) -> str:
+    """The JSON text stored for ``value`` (see the module docstring for what is accepted)."""
+    text = json_text(value)
+    if '"' in text and not plain_json(value) and _bad_json_keys(value):
         raise ValueError("JSON object keys must be str (others would be stored as text and "
                          "could collide)")
     return text
@@ -291,12 +332,18 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_EXPONENT = re.compile(r"\d[eE]")
+
+
 def load_json(value: Any) -> Any:
     """The JSON value of stored text; :class:`Unreadable` if it is not exactly one."""
     if value.__class__ is not str:
         raise Unreadable(f"a {_storage(value)} in a JSON field")
+    # a float literal can only overflow to inf with an exponent or 309+ digits: only then
+    # pay for a checked parse of every float
+    checked = _finite_float if len(value) > 308 or _EXPONENT.search(value) else float
     try:
-        loaded = json.loads(value, parse_constant=_reject_constant, parse_float=_finite_float)
+        loaded = json.loads(value, parse_constant=_reject_constant, parse_float=checked)
         error = None
     except Unreadable as exc:
         error = str(exc)
