@@ -5,8 +5,11 @@
         run = store.record_consensus(question, stages)
         store.conversations.get(run.conversation_id)
 
-Importing this package loads no plugin; plugins load on first use.
+The asyncio API is the submodule :mod:`hive_store.aio` (``await hive_store.aio.open(…)``),
+imported on first use. Importing this package loads no plugin; plugins load on first use.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from hive_store import entities, values
 from hive_store.changes import Change, Changes, Op
@@ -32,7 +35,21 @@ from hive_store.ids import uuid7
 from hive_store.store import ConsensusRun, StageOutput, Store, open
 from hive_store.values import RawValue
 
+if TYPE_CHECKING:
+    from hive_store import aio as aio
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # ``hive_store.aio`` after a plain ``import hive_store``: imported on first use, so that
+    # importing hive_store stays cheap (no asyncio, no thread pools) and loads no plugin.
+    if name == "aio":
+        import importlib
+
+        return importlib.import_module("hive_store.aio")
+    raise AttributeError(f"module 'hive_store' has no attribute {name!r}")
+
 
 __all__ = [
     "Change",
@@ -61,6 +78,7 @@ __all__ = [
     "ThreadType",
     "ValidationError",
     "__version__",
+    "aio",
     "entities",
     "hookimpl",
     "hookspec",

@@ -3,6 +3,15 @@
 Every error a user can cause ends in a one-line message on stderr and a non-zero exit code
 (1 for hive_store errors, 2 for usage errors), never a traceback. Set ``HIVE_STORE_DEBUG=1``
 to see the traceback of an unexpected error.
+
+One grammar for every command, plugins' too: the global options ``--db`` and ``--json`` are
+accepted before the command or after it (and after a sub-command: ``hive-store memory search
+wal --json``), with the same effect; the last ``--db`` given wins. :func:`make_cli` adds them to
+every command a plugin registers, so a plugin command reads ``obj.db`` / ``obj.json`` (or calls
+``obj.open()`` / ``obj.emit()``) and declares neither option itself.
+
+Output from data goes through :func:`escape` (or :meth:`CLIContext.emit`'s JSON), so text such
+as ``m/[x]`` or ``pip install 'hive-store[d1]'`` is printed as it is, never read as markup.
 """
 
 from __future__ import annotations
@@ -10,8 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -20,10 +28,19 @@ import click
 from hive_store.errors import HiveStoreError
 from hive_store.plugins import Plugins, get_plugins
 
+VERSION_MESSAGE = (
+    "%(prog)s %(version)s (the package; each database has its own schema versions, one per "
+    "migration set: hive-store status, hive-store migrate --list)"
+)
+
 
 @attrs.define
 class CLIContext:
-    """Shared options of the command line, passed to plugin commands as ``ctx.obj``."""
+    """Shared options of the command line, passed to every command as ``ctx.obj``.
+
+    :ivar db: ``--db`` (or ``$HIVE_STORE_DB``); ``None`` for the default database
+    :ivar json: ``--json`` was given (before or after the command)
+    """
 
     db: str | None
     json: bool
@@ -47,10 +64,33 @@ class CLIContext:
 pass_ctx = click.make_pass_decorator(CLIContext)
 
 
-def _console() -> Any:
+def console(*, stderr: bool = False) -> Any:
+    """A rich console for command output (no highlighting, long lines kept whole). Markup in
+    the strings printed is interpreted: pass every value that comes from data, a user or an
+    error through :func:`escape`."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, stderr=stderr)
+
+
+def escape(value: object) -> str:
+    """``value`` as text that rich prints as it is (``[bold]`` stays ``[bold]``)."""
+    from rich.markup import escape as markup_escape
+
+    return markup_escape(str(value))
+
+
+def describe_versions(schema_versions: Mapping[str, int],
+                      hive_schema_version: int | None = None) -> str:
+    """One line for people: each migration set's version, and the version in the old Hive
+    apps' own record, ``schema_migrations`` (see the README's "Versions")."""
+    sets = ", ".join(f"{ns} {v}" + (" (the Hive schema)" if ns == "hive_store" else "")
+                     for ns, v in schema_versions.items()) or "none applied"
+    line = f"schema versions: {sets}"
+    if hive_schema_version is not None:
+        line += (f"; Hive's own record: version {hive_schema_version} (schema_migrations, "
+                 "what the old Hive apps read)")
+    return line
 
 
 def _size(n: int) -> str:
@@ -88,17 +128,59 @@ class InternalError(click.ClickException):
     exit_code = 3
 
 
+# -- the global options, after any command ---------------------------------------------------
+
+DB_HELP = "Database URL or file (default: $HIVE_STORE_DB or ~/.hive/hive-ai.db)."
+JSON_HELP = "Machine-readable JSON output."
+
+
+def _late_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    obj = ctx.find_object(CLIContext)
+    if value is not None and obj is not None:
+        obj.db = value
+
+
+def _late_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    obj = ctx.find_object(CLIContext)
+    if value and obj is not None:
+        obj.json = True
+
+
+def add_global_options(command: click.Command) -> None:
+    """Give ``command`` and every sub-command the options ``--db`` and ``--json`` (unless
+    one declares an option of that name itself); they set the shared :class:`CLIContext`.
+    Idempotent."""
+    taken = {opt for param in command.params for opt in getattr(param, "opts", ())}
+    if "--db" not in taken:
+        command.params.append(click.Option(
+            ["--db", "_global_db"], metavar="URL|PATH", expose_value=False,
+            callback=_late_db, help=DB_HELP))
+    if "--json" not in taken:
+        command.params.append(click.Option(
+            ["--json", "_global_json"], is_flag=True, expose_value=False,
+            callback=_late_json, help=JSON_HELP))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_global_options(sub)
+
+
+# -- the core's commands ----------------------------------------------------------------------
+
+
 def make_cli(plugins: Plugins | None = None) -> click.Group:
     """The command group, with the commands of every loaded plugin added."""
+    from hive_store._quickstart import quickstart
 
     @click.group(cls=HiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
-    @click.option("--db", "db", metavar="URL|PATH", envvar="HIVE_STORE_DB",
-                  help="Database URL or file (default: $HIVE_STORE_DB or ~/.hive/hive-ai.db).")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-    @click.version_option(package_name="hive-store")
+    @click.option("--db", "db", metavar="URL|PATH", envvar="HIVE_STORE_DB", help=DB_HELP)
+    @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+    @click.version_option(package_name="hive-store", message=VERSION_MESSAGE)
     @click.pass_context
     def cli(ctx: click.Context, db: str | None, as_json: bool) -> None:
-        """hive-store: storage for Hive, the four-stage AI consensus tool."""
+        """hive-store: storage for Hive, the four-stage AI consensus tool.
+
+        --db and --json may also follow the command (hive-store status --json).
+        """
         ctx.obj = CLIContext(db=db, json=as_json, plugins=plugins or get_plugins())
 
     @cli.command()
@@ -106,104 +188,40 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
     def init(obj: CLIContext) -> None:
         """Create the database (or bring it up to date) and say where it is."""
         with obj.open() as store:
-            facts = {"path": store.backend.describe().get("path"),
-                     "schema_version": store.schema_version()}
-        obj.emit(facts, lambda: click.echo(
-            f"ready: {facts['path']} (schema version {facts['schema_version']})"))
+            facts = store.status()
+        data = {"path": facts.get("path"), "schema_version": facts["schema_version"],
+                "schema_versions": facts["schema_versions"],
+                "hive_schema_version": facts["hive_schema_version"]}
+        obj.emit(data, lambda: click.echo(
+            f"ready: {data['path']}\n"
+            + describe_versions(facts["schema_versions"], facts["hive_schema_version"])))
 
-    @cli.command()
-    @pass_ctx
-    def quickstart(obj: CLIContext) -> None:
-        """Record a sample consensus run, read it back, and print a summary and health."""
-        from hive_store.store import StageOutput
-
-        t0 = time.perf_counter()
-        with obj.open() as store:
-            stages = [
-                StageOutput(stage="generator", model="anthropic/claude-3-haiku",
-                            answer="SQLite in WAL mode lets readers run while one writer commits.",
-                            tokens_input=120, tokens_output=240, cost=0.00042, duration_ms=900),
-                StageOutput(stage="refiner", model="openai/gpt-3.5-turbo",
-                            answer="WAL: concurrent readers, one writer; "
-                                   "checkpoints move pages back.",
-                            tokens_input=260, tokens_output=180, cost=0.00031, duration_ms=700),
-                StageOutput(stage="validator", model="google/gemini-flash",
-                            answer="Correct; add that synchronous=NORMAL survives "
-                                   "process crashes.",
-                            tokens_input=200, tokens_output=90, cost=0.00005, duration_ms=400),
-                StageOutput(stage="curator", model="anthropic/claude-3-haiku",
-                            answer="WAL gives concurrent readers and one writer; with "
-                                   "synchronous=NORMAL no commit is lost on a process crash.",
-                            tokens_input=300, tokens_output=150, cost=0.00026, duration_ms=800),
-            ]
-            run = store.record_consensus(
-                "How does SQLite's WAL mode handle concurrent access?", stages,
-                profile_id="lightning-fast", topic_summary="sqlite concurrency",
-                confidence=0.9,
-            )
-            conv = store.conversations.get(run.conversation_id)
-            msgs = store.messages.find(conversation_id=conv.id, order_by="timestamp")
-            checks = store.health()
-            status = store.status()
-        from hive_store.health import worst
-
-        health = {"status": worst(checks), "checks": [attrs.asdict(c) for c in checks]}
-        elapsed = time.perf_counter() - t0
-        data = {
-            "path": status.get("path"),
-            "schema_version": status["schema_version"],
-            "conversation_id": conv.id,
-            "messages": len(msgs),
-            "total_cost": conv.total_cost,
-            "tokens": (conv.input_tokens or 0) + (conv.output_tokens or 0),
-            "curator_answer": run.knowledge.final_answer,
-            "conversations_total": status["row_counts"].get("conversations", 0),
-            "health": health,
-            "seconds": round(elapsed, 3),
-        }
-
-        def human() -> None:
-            con = _console()
-            con.print(f"[bold]hive-store quickstart[/] — {data['path']} "
-                      f"(schema v{data['schema_version']})")
-            con.print(f"recorded consensus run {conv.id}: {len(msgs)} messages "
-                      f"(1 question + 4 stages), {data['tokens']} tokens, "
-                      f"${conv.total_cost:.5f}")
-            for m in msgs:
-                label = m.stage or m.role
-                con.print(f"  {label:>9}: {m.content[:70]}")
-            con.print(f"read back: curator truth = {run.curator_truth.curator_output[:60]}…")
-            con.print(f"conversations in the database: {data['conversations_total']}")
-            con.print(f"health: {health['status']} ("
-                      + "; ".join(f"{c.name}: {c.message}" for c in checks) + ")")
-            con.print(f"done in {elapsed:.2f} s")
-
-        obj.emit(data, human)
-        if health["status"] == "fail":
-            raise click.exceptions.Exit(2)
+    cli.add_command(quickstart)
 
     @cli.command()
     @pass_ctx
     def status(obj: CLIContext) -> None:
-        """Path, size, schema version, row counts and pool settings."""
+        """Path, size, versions, row counts and pool settings."""
         with obj.open() as store:
             facts = store.status()
 
         def human() -> None:
             from rich.table import Table
 
-            con = _console()
-            con.print(f"[bold]{facts.get('path')}[/]  schema version {facts['schema_version']}")
+            con = console()
+            con.print(f"[bold]{escape(facts.get('path'))}[/]")
+            con.print(f"hive-store {escape(facts['package_version'])}; " + escape(
+                describe_versions(facts["schema_versions"], facts["hive_schema_version"])))
             if "size_bytes" in facts:
                 con.print(f"size {_size(facts['size_bytes'])}, WAL {_size(facts['wal_bytes'])}, "
-                          f"SQLite {facts.get('sqlite_version')}")
+                          f"SQLite {escape(facts.get('sqlite_version'))}")
             pragmas = facts.get("pragmas", {})
-            con.print("pragmas: " + ", ".join(f"{k}={v}" for k, v in pragmas.items()))
+            con.print(escape("pragmas: " + ", ".join(f"{k}={v}" for k, v in pragmas.items())))
             pool = facts.get("pool", {})
-            con.print("pool: " + ", ".join(f"{k}={v}" for k, v in pool.items()))
+            con.print(escape("pool: " + ", ".join(f"{k}={v}" for k, v in pool.items())))
             table = Table("table", "rows", box=None)
             for name, count in facts["row_counts"].items():
-                table.add_row(name, str(count))
+                table.add_row(escape(name), str(count))
             con.print(table)
 
         obj.emit(facts, human)
@@ -225,22 +243,26 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
         def human() -> None:
             from rich.table import Table
 
-            con = _console()
+            con = console()
             table = Table("plugin", "distribution", "version", "hooks", box=None)
             for p in infos:
                 hooks = (", ".join(h.removeprefix("hive_store_") for h in p.hooks)
                          if show_all else str(len(p.hooks)))
-                table.add_row(p.name, p.distribution or "-", p.version or "-", hooks)
+                table.add_row(escape(p.name), escape(p.distribution or "-"),
+                              escape(p.version or "-"), escape(hooks))
             con.print(table)
             for f in failures:
-                con.print(f"[red]failed[/] {f.name} ({f.distribution or 'unknown'}, {f.stage}): "
-                          f"{f.error}")
+                con.print(f"[red]failed[/] {escape(f.name)} "
+                          f"({escape(f.distribution or 'unknown')}, {escape(f.stage)}): "
+                          f"{escape(f.error)}")
                 if show_all and f.details:
-                    con.print(f.details)
+                    con.print(escape(f.details))
 
         obj.emit(data, human)
 
     (plugins or get_plugins()).register_commands(cli)
+    for command in cli.commands.values():
+        add_global_options(command)
     return cli
 
 

@@ -13,7 +13,7 @@ are collected in a list (``None`` results are dropped).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
@@ -21,6 +21,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from hive_store.aio import AsyncStore
     from hive_store.backend import Backend
     from hive_store.changes import Change
     from hive_store.migrations import MigrationSet, Migrator
@@ -174,6 +175,44 @@ def hive_store_after_commit(store: Store, changes: Sequence[Change]) -> None:
     :param changes: the committed changes, in order (a :class:`hive_store.Changes`, as for
         ``hive_store_before_commit``)
     """
+
+
+@hookspec
+def hive_store_services(store: Store) -> Mapping[str, object] | None:
+    """Attach services to a store that is opening: each ``name: service`` of the result
+    becomes ``store.<name>`` (and ``store.services[name]``), and ``astore.<name>`` on an
+    asyncio store (see :func:`hive_store_async_services`).
+
+    Called once per store, after migrations and before :func:`hive_store_store_opened`
+    (start a service's threads there, when every service is attached). A name must be a
+    Python identifier not starting with ``_`` and must not be taken (a table, a
+    :class:`~hive_store.Store` attribute, another plugin's service): otherwise, or if the
+    hook raises, the failure is recorded like any plugin failure and the store opens without
+    that service. A service ends with its store: close it in
+    :func:`hive_store_store_closing`; after :meth:`Store.close`, ``store.<name>`` raises
+    :class:`hive_store.StoreClosed`. To attach or remove a service while the store is open
+    (say, when a user enables a feature), use :meth:`Store.attach_service` and
+    :meth:`Store.detach_service`.
+
+    :param store: the new store (migrated unless opened with ``migrate=False``)
+    :return: services by name, or ``None`` for none
+    """
+    return None
+
+
+@hookspec
+def hive_store_async_services(store: AsyncStore) -> Mapping[str, object] | None:
+    """Give asyncio counterparts of this plugin's services: ``astore.<name>``.
+
+    Optional: a service without a counterpart gets an automatic one,
+    :class:`hive_store.aio.AsyncService`, whose methods are coroutines run on the store's
+    worker threads. Name only services the sync store has (``store.sync.services``);
+    called once when :func:`hive_store.aio.open` wraps the store.
+
+    :param store: the :class:`hive_store.aio.AsyncStore` (its ``sync`` is the :class:`Store`)
+    :return: async services by name, or ``None``
+    """
+    return None
 
 
 @hookspec

@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -37,6 +37,7 @@ from hive_store.errors import PluginError
 if TYPE_CHECKING:
     import click
 
+    from hive_store.aio import AsyncStore
     from hive_store.backend import Backend
     from hive_store.changes import Change
     from hive_store.migrations import MigrationSet, Migrator
@@ -309,6 +310,43 @@ class Plugins:
                 impl.function(**{k: args[k] for k in impl.argnames})
             except Exception:
                 log.exception("after_commit hook of plugin %s failed", impl.plugin_name)
+
+    def _mappings(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, str, object]]:
+        """``(plugin, name, service)`` from a hook returning mappings; a result that is not a
+        mapping of names is a plugin failure."""
+        for plugin, result in self._each(hook, **kwargs):
+            if not isinstance(result, Mapping) or not all(isinstance(k, str) for k in result):
+                dist = self._meta.get(plugin, (None,))[0]
+                self._fail(PluginFailure(plugin, dist, f"{hook} returned "
+                                         f"{type(result).__name__}, not a mapping of names to "
+                                         "services", hook))
+                continue
+            for name, service in result.items():
+                yield plugin, name, service
+
+    def attach_services(self, store: Store) -> None:
+        """Attach what ``hive_store_services`` gives to ``store``; a name that is taken or not
+        an identifier is a failure of the plugin that gave it."""
+        for plugin, name, service in self._mappings("hive_store_services", store=store):
+            try:
+                store.attach_service(name, service)
+            except PluginError as exc:
+                dist = self._meta.get(plugin, (None,))[0]
+                self._fail(PluginFailure(plugin, dist, str(exc), "hive_store_services"), exc)
+
+    def async_services(self, store: AsyncStore) -> dict[str, object]:
+        """The asyncio counterparts plugins give (``hive_store_async_services``), for names
+        the sync store has."""
+        out: dict[str, object] = {}
+        for plugin, name, service in self._mappings("hive_store_async_services", store=store):
+            if name not in store.sync.services:
+                dist = self._meta.get(plugin, (None,))[0]
+                self._fail(PluginFailure(
+                    plugin, dist, f"an async service {name!r} without a sync service of that "
+                    "name (return it from hive_store_services too)", "hive_store_async_services"))
+                continue
+            out[name] = service
+        return out
 
     def store_opened(self, store: Store) -> None:
         for _ in self._each("hive_store_store_opened", store=store):

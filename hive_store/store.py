@@ -4,11 +4,13 @@ entity, transactions, and the domain operations of a consensus app."""
 from __future__ import annotations
 
 import contextlib
+import keyword
 import logging
 import math
-from collections.abc import Iterator, Sequence
+import types
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import attrs
 
@@ -70,6 +72,7 @@ from hive_store.values import check_float, check_text
 
 log = logging.getLogger("hive_store")
 E = TypeVar("E")
+S = TypeVar("S")
 
 STAGE_ORDER = (Stage.GENERATOR, Stage.REFINER, Stage.VALIDATOR, Stage.CURATOR)
 
@@ -211,6 +214,9 @@ class Store:
         """Whether reads raise :class:`hive_store.RawValueError` for a stored value that
         cannot be typed (instead of a :class:`hive_store.RawValue` in the entity)."""
         self._closed = False
+        self._services: dict[str, object] = {}
+        self._services_view = types.MappingProxyType(self._services)
+        self._service_names: set[str] = set()  # every name ever attached (StoreClosed after)
         self._codecs: dict[type, EntityCodec[Any]] = {}
         self._by_table: dict[str, type] = {}
         for cls in plugins.entities():
@@ -252,12 +258,81 @@ class Store:
         return dict(self._by_table)
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for names that are not repositories (those live in __dict__).
+        # Only reached for names that are neither repositories nor services (both live in
+        # __dict__), e.g. a service after close().
         if name.startswith("_"):
             raise AttributeError(name)
+        if name in self._service_names:
+            if self._closed:
+                raise StoreClosed(f"the store is closed (store.{name} ended with it)")
+            raise AttributeError(f"store.{name} was detached from this store")
+        services = f"; services: {', '.join(sorted(self._services))}" if self._services else ""
         raise AttributeError(
-            f"Store has no attribute {name!r} (tables: {', '.join(sorted(self._by_table))})"
+            f"Store has no attribute {name!r} (tables: {', '.join(sorted(self._by_table))}"
+            f"{services})"
         )
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._by_table) | set(self._services))
+
+    # -- services ---------------------------------------------------------------------------------
+
+    @property
+    def services(self) -> Mapping[str, object]:
+        """The services plugins attached (``store.<name>``), by name; read-only. See the
+        ``hive_store_services`` hook."""
+        return self._services_view
+
+    @overload
+    def service(self, name: str) -> object: ...
+
+    @overload
+    def service(self, name: str, kind: type[S]) -> S: ...
+
+    def service(self, name: str, kind: type[Any] | None = None) -> Any:
+        """The service attached as ``name``, checked to be a ``kind`` if given (typed access:
+        ``store.service("memory", Memory)``). :class:`hive_store.StoreClosed` on a closed
+        store, :class:`hive_store.ConfigurationError` if there is none (or of another type)."""
+        self._check_open()
+        try:
+            found = self._services[name]
+        except (KeyError, TypeError):
+            have = ", ".join(sorted(self._services)) or "none"
+            raise ConfigurationError(
+                f"this store has no service {name!r} (attached: {have}; is its plugin "
+                "installed and not disabled?)") from None
+        if kind is not None and not isinstance(found, kind):
+            raise ConfigurationError(f"store.{name} is a {type(found).__name__}, "
+                                     f"not a {kind.__name__}")
+        return found
+
+    def attach_service(self, name: str, service: object, *, replace: bool = False) -> None:
+        """Make ``service`` available as ``store.<name>`` (and on the asyncio store) until
+        :meth:`detach_service` or :meth:`close`. Plugins attach services at open through the
+        ``hive_store_services`` hook; this is for a service enabled while the store is open.
+
+        :raises PluginError: ``name`` is not an identifier, starts with ``_``, or is taken (a
+            table, a :class:`Store` attribute, another service unless ``replace``)
+        """
+        self._check_open()
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") \
+                or keyword.iskeyword(name):
+            raise PluginError(f"a service name must be a Python identifier not starting with "
+                              f"'_', got {name!r:.60}")
+        if name in self._by_table or hasattr(type(self), name) or name in _INSTANCE_ATTRS:
+            raise PluginError(f"the service name {name!r} is taken by the store itself")
+        if name in self._services and not replace:
+            raise PluginError(f"a service {name!r} is already attached to this store")
+        self._services[name] = service
+        self._service_names.add(name)
+        self.__dict__[name] = service
+
+    def detach_service(self, name: str) -> object | None:
+        """Remove the service ``name`` (the caller closes it); returns it, or ``None``."""
+        if name not in self._services:
+            return None
+        self.__dict__.pop(name, None)
+        return self._services.pop(name)
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -458,12 +533,23 @@ class Store:
     # -- facts -------------------------------------------------------------------------------------
 
     def schema_version(self) -> int:
-        """The core schema's applied migration version (0 for none)."""
+        """The core schema's applied migration version (0 for none): the migration set
+        ``hive_store``, the Hive tables. Plugins' sets have their own:
+        :meth:`schema_versions`."""
+        return self.schema_versions().get("hive_store", 0)
+
+    def schema_versions(self) -> dict[str, int]:
+        """The applied version of each migration set, by set (``hive_store`` is the core Hive
+        schema; plugins such as ``hive_store_memory`` own theirs); sets with nothing applied
+        are left out."""
+        self._check_open()
         migrator = self.plugins.migrator(self.backend)
         if migrator is None:
-            return 0
-        return max((a.version for a in migrator.applied() if a.namespace == "hive_store"),
-                   default=0)
+            return {}
+        versions: dict[str, int] = {}
+        for a in migrator.applied():
+            versions[a.namespace] = max(a.version, versions.get(a.namespace, 0))
+        return dict(sorted(versions.items(), key=lambda kv: (kv[0] != "hive_store", kv[0])))
 
     def health(self) -> list[HealthResult]:
         """Run every registered health check (see :mod:`hive_store.health`)."""
@@ -471,10 +557,24 @@ class Store:
         return run_checks(self, self.plugins.health_checks())
 
     def status(self) -> dict[str, Any]:
-        """Path, size, schema version, row counts and pool settings."""
+        """Path, size, versions, row counts and pool settings.
+
+        Versions (see the README's "Versions"): ``package_version`` is hive-store's;
+        ``schema_versions`` the applied version of each migration set (``schema_version`` is
+        the core set's, ``hive_store``); ``hive_schema_version`` the highest version in the old
+        Hive apps' own record (their ``schema_migrations``; ``None`` without one), when the
+        migration plugin can tell.
+        """
         self._check_open()
+        from hive_store import __version__
+
         facts = self.backend.describe()
-        facts["schema_version"] = self.schema_version()
+        facts["package_version"] = __version__
+        facts["schema_versions"] = self.schema_versions()
+        facts["schema_version"] = facts["schema_versions"].get("hive_store", 0)
+        migrator = self.plugins.migrator(self.backend)
+        legacy = getattr(migrator, "hive_schema_version", None)
+        facts["hive_schema_version"] = legacy() if callable(legacy) else None
         facts["row_counts"] = self.backend.table_counts()
         return facts
 
@@ -488,6 +588,8 @@ class Store:
             self.plugins.store_closing(self)
         finally:
             self._closed = True
+            for name in list(self._services):  # their plugins closed them just now
+                self.detach_service(name)
             self.backend.close()
 
     @property
@@ -550,6 +652,7 @@ def open(
             backend.close()
             raise ConfigurationError("a store opened read-only cannot be migrated")
         migrate = False
+    store: Store | None = None
     try:
         if not isinstance(strict, bool):
             raise ConfigurationError("strict takes True or False")
@@ -562,8 +665,15 @@ def open(
                     "(is hive_store_migrate disabled?)"
                 )
             migrator.upgrade(plugins.migration_sets(), allow_drift=allow_drift)
+        plugins.attach_services(store)
         plugins.store_opened(store)
     except BaseException:
-        backend.close()
+        if store is None:
+            backend.close()
+        else:  # plugins close what they started (threads of a service), then the backend
+            store.close()
         raise
     return store
+
+
+_INSTANCE_ATTRS = frozenset({"backend", "plugins", "url"})

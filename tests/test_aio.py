@@ -4,6 +4,9 @@ cannot wait), cancellation never half-applies."""
 from __future__ import annotations
 
 import asyncio
+import inspect
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -192,3 +195,95 @@ def test_cancelled_task_never_leaves_a_half_applied_transaction(db_path: Path) -
             assert (await store.users.count()) in (1, 501)
 
     run(main())
+
+
+# -- the API surface: AsyncStore has everything Store has ---------------------------------------
+
+ASYNC_ONLY = {"sync", "inline_reads"}  # the Store underneath; the point-read switch
+SAME_ON_BOTH = {"repo", "codec", "service", "attach_service", "detach_service"}  # no I/O
+
+
+def _public(obj: object) -> set[str]:
+    return {n for n in dir(obj) if not n.startswith("_")}
+
+
+def _params(fn: object) -> list[tuple[str, object, object]]:
+    sig = inspect.signature(fn)  # type: ignore[arg-type]
+    return [(p.name, p.kind, p.default) for p in sig.parameters.values() if p.name != "self"]
+
+
+def test_async_store_has_everything_store_has(db_path: Path) -> None:
+    """A public name added to Store (or AsyncStore) fails here until the other has it: the
+    same names, coroutines for what does I/O, the same parameters."""
+    from hive_store.aio import AsyncRepository, AsyncService, AsyncStore
+    from hive_store.store import Store
+
+    async def main() -> None:
+        async with await hive_store.aio.open(f"sqlite://{db_path}") as astore:
+            store = astore.sync
+            assert "memory" in store.services  # a plugin's service is part of the surface
+            sync_names = _public(store) | set(Store.__annotations__)
+            async_names = _public(astore) | set(AsyncStore.__annotations__)
+            assert sync_names - async_names == set(), "AsyncStore lacks these"
+            assert async_names - sync_names == ASYNC_ONLY, "Store lacks these"
+            for name in sorted(sync_names):
+                static = inspect.getattr_static(Store, name, None)
+                astatic = inspect.getattr_static(AsyncStore, name, None)
+                if name in store.entities:
+                    repo = getattr(astore, name)
+                    assert isinstance(repo, AsyncRepository) and repo._repo is getattr(store, name)
+                    assert AsyncStore.__annotations__[name] == \
+                        "Async" + Store.__annotations__[name], name
+                elif name in store.services:
+                    view = getattr(astore, name)
+                    assert isinstance(view, AsyncService) and view.sync is store.services[name]
+                elif static is None or isinstance(static, property):  # attributes
+                    assert isinstance(astatic, property), name
+                    if name == "services":
+                        assert astore.services.keys() == store.services.keys()
+                    else:
+                        assert getattr(astore, name) == getattr(store, name), name
+                elif name == "transaction":
+                    assert inspect.isasyncgenfunction(astatic.__wrapped__)
+                else:
+                    assert inspect.isfunction(static) and inspect.isfunction(astatic), name
+                    if name in SAME_ON_BOTH:
+                        assert not inspect.iscoroutinefunction(astatic), name
+                    else:
+                        assert inspect.iscoroutinefunction(astatic), f"{name} must be a coroutine"
+                    assert _params(static) == _params(astatic), name
+                    assert inspect.getdoc(astatic), f"AsyncStore.{name} needs a docstring"
+
+    run(main())
+
+
+def test_async_repository_has_everything_a_repository_has() -> None:
+    from hive_store.aio import AsyncRepository
+    from hive_store.backend import Repository
+
+    names = {n for n, v in vars(Repository).items()
+             if not n.startswith("_") and inspect.isfunction(v)}
+    assert names == _public(AsyncRepository)
+    for name in names:
+        method = getattr(AsyncRepository, name)
+        kind = inspect.isasyncgenfunction if name == "iter" else inspect.iscoroutinefunction
+        assert kind(method), name
+        assert _params(getattr(Repository, name)) == _params(method), name
+
+
+def test_aio_after_a_plain_import_loads_no_plugin() -> None:
+    code = (
+        "import sys, asyncio, hive_store\n"
+        "assert 'hive_store.aio' not in sys.modules\n"
+        "aio = hive_store.aio\n"
+        "assert aio is sys.modules['hive_store.aio'] and 'aio' in hive_store.__all__\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('hive_store_'))\n"
+        "assert loaded == [], loaded\n"
+        "async def main():\n"
+        "    async with await hive_store.aio.open(':memory:') as s:\n"
+        "        return await s.conversations.count()\n"
+        "assert asyncio.run(main()) == 0\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -111,6 +111,7 @@ __all__ = [
 ]
 
 NAMESPACE = "hive_store_d1"
+SERVICE = "d1"  # store.d1, astore.d1 while mirroring (the hive_store_services hook)
 log = logging.getLogger("hive_store.d1")
 
 _mirrors: weakref.WeakKeyDictionary[Store, Mirror] = weakref.WeakKeyDictionary()
@@ -139,6 +140,12 @@ def enable(store: Store, config: D1Config | None = None, **options: Any) -> Mirr
             raise ConfigurationError(
                 "D1 mirroring is not configured: set HIVE_STORE_D1_ACCOUNT_ID, "
                 "HIVE_STORE_D1_DATABASE_ID and HIVE_STORE_D1_TOKEN (or _TOKEN_FILE)")
+    mirror = _start(store, config, **options)
+    store.attach_service(SERVICE, mirror, replace=True)
+    return mirror
+
+
+def _start(store: Store, config: D1Config, **options: Any) -> Mirror:
     old = _mirrors.pop(store, None)
     if old is not None:
         old.close()
@@ -152,6 +159,8 @@ def disable(store: Store) -> None:
     """Stop mirroring ``store`` (the outbox keeps what it holds)."""
     mirror = _mirrors.pop(store, None)
     if mirror is not None:
+        if store.services.get(SERVICE) is mirror:
+            store.detach_service(SERVICE)
         mirror.close()
 
 
@@ -182,16 +191,17 @@ def hive_store_register_migrations() -> Sequence[MigrationSet]:
 
 
 @hookimpl
-def hive_store_store_opened(store: Store) -> None:
+def hive_store_services(store: Store) -> dict[str, object] | None:
     if getattr(store.backend, "dialect", None) != "sqlite":
-        return
+        return None
     try:
         config = D1Config.from_env()
         if config is not None:
-            enable(store, config)
+            return {SERVICE: _start(store, config)}
     except ConfigurationError as exc:
         _errors[store] = str(exc)
         log.warning("D1 mirroring is off for %s: %s", store.url, exc)
+    return None
 
 
 @hookimpl

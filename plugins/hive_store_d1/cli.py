@@ -1,7 +1,7 @@
 """``hive-store d1 status | push [--all] | pull | verify | dead-letter [--retry]``.
 
-Every command takes ``--json`` (as does ``hive-store --json``). Errors end in one line on stderr
-(exit 1); ``verify`` exits 1 when it finds differences.
+Every command takes the global ``--json`` and ``--db`` (before or after it). Errors end in one
+line on stderr (exit 1); ``verify`` exits 1 when it finds differences.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ from typing import Any
 import attrs
 import click
 
-from hive_store.cli import CLIContext, pass_ctx
-
-_json_option = click.option("--json", "as_json", is_flag=True,
-                            help="Machine-readable JSON output.")
+from hive_store.cli import CLIContext, escape, pass_ctx
 
 
 def _console(stderr: bool = False) -> Any:
@@ -59,13 +56,11 @@ def d1_group() -> None:
 
 
 @d1_group.command("status")
-@_json_option
 @pass_ctx
-def status_command(obj: CLIContext, as_json: bool) -> None:
+def status_command(obj: CLIContext) -> None:
     """Configuration (never the token), backlog, dead letters, last push and pull."""
     from hive_store_d1 import _mirrors, config_error
 
-    obj.json = obj.json or as_json
     with obj.open() as store:
         mirror = _mirrors.get(store)
         if mirror is None:
@@ -83,24 +78,26 @@ def status_command(obj: CLIContext, as_json: bool) -> None:
     def human() -> None:
         con = _console()
         if not facts["configured"]:
-            con.print(facts["message"])
+            con.print(escape(facts["message"]))
             return
-        con.print(f"[bold]D1 mirror[/] database {facts['database_id']} (account "
-                  f"{facts['account_id']}) at {facts['url']}; token {facts['token']}")
-        con.print(f"device {facts['device_id']}; {len(facts['tables'])} tables; pull "
-                  f"{'on' if facts['pull'] else 'off'} (cursor {facts['pull_cursor']})")
+        con.print(f"[bold]D1 mirror[/] database {escape(facts['database_id'])} (account "
+                  f"{escape(facts['account_id'])}) at {escape(facts['url'])}; token "
+                  f"{escape(facts['token'])}")
+        con.print(f"device {escape(facts['device_id'])}; {len(facts['tables'])} tables; pull "
+                  f"{'on' if facts['pull'] else 'off'} (cursor {escape(facts['pull_cursor'])})")
         out = facts["outbox"]
         age = out["oldest_age_s"]
         con.print(f"outbox: {out['rows']} rows waiting ({out['entries']} entries"
                   + (f", oldest {age:.0f} s" if age is not None else "") + ")")
         dead = facts["dead_letter"]
         con.print(f"dead letters: {dead['push']} refused by D1, {dead['pull']} not applied here")
-        con.print(f"remote schema: {facts['remote_schema']}; backfill: {facts['backfill']}")
+        con.print(f"remote schema: {escape(facts['remote_schema'])}; backfill: "
+                  f"{escape(facts['backfill'])}")
         for what in ("last_push", "last_pull"):
             last = facts[what]
             if last:
                 outcome = "ok" if last.get("ok") else f"failed: {last.get('error')}"
-                con.print(f"{what.replace('_', ' ')}: {last.get('at')} {outcome}")
+                con.print(escape(f"{what.replace('_', ' ')}: {last.get('at')} {outcome}"))
 
     obj.emit(facts, human)
 
@@ -108,11 +105,9 @@ def status_command(obj: CLIContext, as_json: bool) -> None:
 @d1_group.command("push")
 @click.option("--all", "push_all", is_flag=True,
               help="Send every row of the mirrored tables again (a backfill), then the outbox.")
-@_json_option
 @pass_ctx
-def push_command(obj: CLIContext, push_all: bool, as_json: bool) -> None:
+def push_command(obj: CLIContext, push_all: bool) -> None:
     """Send local writes (the first push also copies the existing rows)."""
-    obj.json = obj.json or as_json
     with obj.open() as store:
         mirror = _mirror(store)
         with _progress(not obj.json) as progress:
@@ -126,17 +121,15 @@ def push_command(obj: CLIContext, push_all: bool, as_json: bool) -> None:
                   f"deletes, {report.backfilled} backfilled) in {report.requests} requests, "
                   f"{report.seconds:.2f} s; {report.pending} rows waiting")
         for d in report.dead_lettered:
-            con.print(f"[yellow]refused[/] {d.op} {d.table} {d.pk!r}: {d.error}")
+            con.print(f"[yellow]refused[/] {escape(f'{d.op} {d.table} {d.pk!r}: {d.error}')}")
 
     obj.emit(data, human)
 
 
 @d1_group.command("pull")
-@_json_option
 @pass_ctx
-def pull_command(obj: CLIContext, as_json: bool) -> None:
+def pull_command(obj: CLIContext) -> None:
     """Apply other devices' writes from D1 (needs HIVE_STORE_D1_PULL=1)."""
-    obj.json = obj.json or as_json
     with obj.open() as store:
         mirror = _mirror(store)
         with _progress(not obj.json) as progress:
@@ -147,9 +140,10 @@ def pull_command(obj: CLIContext, as_json: bool) -> None:
         con = _console()
         con.print(f"pulled {report.applied} rows and {report.deleted} deletes "
                   f"({report.skipped} older than the local version) in {report.pages} pages; "
-                  f"cursor {report.cursor}")
+                  f"cursor {escape(report.cursor)}")
         for d in report.dead_lettered:
-            con.print(f"[yellow]not applied[/] {d.op} {d.table} {d.pk!r}: {d.error}")
+            con.print(f"[yellow]not applied[/] "
+                      f"{escape(f'{d.op} {d.table} {d.pk!r}: {d.error}')}")
 
     obj.emit(data, human)
 
@@ -157,11 +151,9 @@ def pull_command(obj: CLIContext, as_json: bool) -> None:
 @d1_group.command("verify")
 @click.option("--table", "tables", multiple=True, help="Only this table (repeatable).")
 @click.option("--chunk", default=500, show_default=True, help="Keys per compared chunk.")
-@_json_option
 @pass_ctx
-def verify_command(obj: CLIContext, tables: tuple[str, ...], chunk: int, as_json: bool) -> None:
+def verify_command(obj: CLIContext, tables: tuple[str, ...], chunk: int) -> None:
     """Compare every mirrored table here and in D1 (counts, digests per chunk of keys)."""
-    obj.json = obj.json or as_json
     with obj.open() as store:
         mirror = _mirror(store)
         with _progress(not obj.json) as progress:
@@ -175,17 +167,18 @@ def verify_command(obj: CLIContext, tables: tuple[str, ...], chunk: int, as_json
         con = _console()
         table = Table("table", "local", "D1", "chunks", "differing", "result", box=None)
         for t in report.tables:
-            table.add_row(t.table, str(t.local_count), str(t.remote_count), str(t.chunks),
-                          str(t.chunks_differing), "ok" if t.ok else "[red]differs[/]")
+            table.add_row(escape(t.table), str(t.local_count), str(t.remote_count),
+                          str(t.chunks), str(t.chunks_differing),
+                          "ok" if t.ok else "[red]differs[/]")
         con.print(table)
         for t in report.tables:
             for label, keys in (("missing in D1", t.missing_remote),
                                 ("missing here", t.missing_local), ("different", t.different)):
                 if keys:
-                    con.print(f"{t.table}: {label}: " + ", ".join(repr(k) for k in keys))
+                    con.print(escape(f"{t.table}: {label}: " + ", ".join(repr(k) for k in keys)))
             if t.explained:
-                con.print(f"{t.table}: waiting in the outbox or dead-lettered: "
-                          + ", ".join(repr(k) for k in t.explained))
+                con.print(escape(f"{t.table}: waiting in the outbox or dead-lettered: "
+                                 + ", ".join(repr(k) for k in t.explained)))
         con.print("the same" if report.ok else
                   f"differences found ({report.pending} rows still waiting to be pushed)")
 
@@ -196,11 +189,9 @@ def verify_command(obj: CLIContext, tables: tuple[str, ...], chunk: int, as_json
 
 @d1_group.command("dead-letter")
 @click.option("--retry", is_flag=True, help="Queue the rows again and push (re-fetch pulls).")
-@_json_option
 @pass_ctx
-def dead_letter_command(obj: CLIContext, retry: bool, as_json: bool) -> None:
+def dead_letter_command(obj: CLIContext, retry: bool) -> None:
     """List the rows D1 refused (and pulled rows that could not be applied here)."""
-    obj.json = obj.json or as_json
     with obj.open() as store:
         mirror = _mirror(store)
         data: dict[str, Any] = {}
@@ -220,7 +211,7 @@ def dead_letter_command(obj: CLIContext, retry: bool, as_json: bool) -> None:
         if not rows:
             con.print("no dead letters")
         for r in rows:
-            con.print(f"{r['direction']} {r['op']} {r['table']} {r['pk']!r} "
-                      f"(x{r['attempts']}, {r['last_failed_at']}): {r['error']}")
+            con.print(escape(f"{r['direction']} {r['op']} {r['table']} {r['pk']!r} "
+                             f"(x{r['attempts']}, {r['last_failed_at']}): {r['error']}"))
 
     obj.emit(data, human)

@@ -1,12 +1,11 @@
 """``hive-store health|stats|vacuum|optimize|checkpoint|backup|restore``.
 
-Every command takes ``--json`` itself too (as well as the group's ``hive-store --json``).
-Errors are one-line messages (the group turns ``hive_store`` exceptions into them).
+Every command takes the global ``--json`` and ``--db`` (before or after it). Errors are
+one-line messages (the group turns ``hive_store`` exceptions into them).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from typing import Any
 
 import click
 
+from hive_store.cli import escape
 from hive_store.errors import ConfigurationError, HiveStoreError
 from hive_store.health import HealthResult
 from hive_store.url import default_url, parse_url
@@ -40,11 +40,8 @@ def _size(n: int | None) -> str:
     return f"{n} B"
 
 
-def _emit(obj: Any, as_json: bool, data: Any, human: Callable[[], None]) -> None:
-    if as_json or obj.json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
-    else:
-        human()
+def _emit(obj: Any, data: Any, human: Callable[[], None]) -> None:
+    obj.emit(data, human)
 
 
 def _db_path(obj: Any) -> Path | None:
@@ -72,9 +69,6 @@ def _stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
-
-
 # -- health ------------------------------------------------------------------------------------
 
 
@@ -85,9 +79,8 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 @click.option("--full", is_flag=True, help="integrity_check instead of quick_check (slow).")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Change a threshold, e.g. -o wal_warn_bytes=1048576 (repeatable).")
-@json_option
 @click.pass_obj
-def health(obj: Any, full: bool, options: tuple[str, ...], as_json: bool) -> None:
+def health(obj: Any, full: bool, options: tuple[str, ...]) -> None:
     """Run the health checks; exit 0 ok, 1 warn, 2 fail."""
     try:
         opts = HealthOptions.parse(options)
@@ -114,12 +107,12 @@ def health(obj: Any, full: bool, options: tuple[str, ...], as_json: bool) -> Non
         con = _console()
         table = Table("check", "status", "message", "ms", box=None)
         for c in report.checks:
-            table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status}[/]", c.message,
-                          f"{c.duration_ms:.1f}")
+            table.add_row(escape(c.name), f"[{_STYLE[c.status]}]{c.status}[/]",
+                          escape(c.message), f"{c.duration_ms:.1f}")
         con.print(table)
         con.print(f"health: [{_STYLE[report.status]}]{report.status}[/]")
 
-    _emit(obj, as_json, report.as_dict(), human)
+    _emit(obj, report.as_dict(), human)
     if report.exit_code:
         raise click.exceptions.Exit(report.exit_code)
 
@@ -133,10 +126,9 @@ def health(obj: Any, full: bool, options: tuple[str, ...], as_json: bool) -> Non
 @click.option("--until", metavar="DATE", help="Last UTC day, included (default: today).")
 @click.option("--plot", "plot_to", metavar="FILE.png", type=click.Path(dir_okay=False),
               help="Also draw cost and conversations per day (needs matplotlib).")
-@json_option
 @click.pass_obj
-def stats_command(obj: Any, since: str | None, until: str | None, plot_to: str | None,
-                  as_json: bool) -> None:
+def stats_command(obj: Any, since: str | None, until: str | None,
+                  plot_to: str | None) -> None:
     """Row counts, sizes, and conversations, tokens and cost per day, model and stage."""
     try:
         window(since, until)
@@ -153,7 +145,7 @@ def stats_command(obj: Any, since: str | None, until: str | None, plot_to: str |
         con = _console()
         db = data["database"]
         w = data["window"]
-        con.print(f"[bold]{db['path']}[/]  size {_size(db['size_bytes'])}, WAL "
+        con.print(f"[bold]{escape(db['path'])}[/]  size {_size(db['size_bytes'])}, WAL "
                   f"{_size(db['wal_bytes'])}, {db['page_count']} pages of {db['page_size']} B, "
                   f"{db['freelist_count']} free (auto_vacuum {db['auto_vacuum']})")
         t = data["totals"]
@@ -162,26 +154,26 @@ def stats_command(obj: Any, since: str | None, until: str | None, plot_to: str |
         if data["daily"]:
             daily = Table("day", "conversations", "tokens", "cost", box=None)
             for r in data["daily"]:
-                daily.add_row(r["day"], str(r["conversations"]),
+                daily.add_row(escape(r["day"]), str(r["conversations"]),
                               str(r["tokens_input"] + r["tokens_output"]), f"${r['cost']:.4f}")
             con.print(daily)
         for key, label in (("by_model", "model"), ("by_stage", "stage")):
             if data[key]:
                 table = Table(label, "messages", "runs", "tokens", "cost", box=None)
                 for r in data[key]:
-                    table.add_row(str(r[label]), str(r["messages"]), str(r["runs"]),
+                    table.add_row(escape(r[label]), str(r["messages"]), str(r["runs"]),
                                   str(r["tokens_input"] + r["tokens_output"]),
                                   f"${r['cost']:.4f}")
                 con.print(table)
         rows = Table("table", "rows", box=None)
         for name, count in data["row_counts"].items():
             if count:
-                rows.add_row(name, str(count))
+                rows.add_row(escape(name), str(count))
         con.print(rows)
         if plot_to:
-            con.print(f"plot written to {plot_to}")
+            con.print(f"plot written to {escape(plot_to)}")
 
-    _emit(obj, as_json, data, human)
+    _emit(obj, data, human)
 
 
 # -- maintenance -----------------------------------------------------------------------------
@@ -191,9 +183,8 @@ def stats_command(obj: Any, since: str | None, until: str | None, plot_to: str |
 @click.option("--full", is_flag=True,
               help="A complete VACUUM that also enables incremental vacuum (blocks writers).")
 @click.option("--max-pages", type=click.IntRange(min=1), help="Free at most this many pages.")
-@json_option
 @click.pass_obj
-def vacuum(obj: Any, full: bool, max_pages: int | None, as_json: bool) -> None:
+def vacuum(obj: Any, full: bool, max_pages: int | None) -> None:
     """Return free pages to the filesystem (incremental vacuum)."""
     with _existing_store(obj) as store:
         result = Maintenance(store).vacuum(full=full, max_pages=max_pages)
@@ -206,18 +197,17 @@ def vacuum(obj: Any, full: bool, max_pages: int | None, as_json: bool) -> None:
         if result["note"]:
             click.echo(result["note"])
 
-    _emit(obj, as_json, result, human)
+    _emit(obj, result, human)
 
 
 @click.command()
 @click.option("--analyze", is_flag=True, help="A complete ANALYZE instead of PRAGMA optimize.")
-@json_option
 @click.pass_obj
-def optimize(obj: Any, analyze: bool, as_json: bool) -> None:
+def optimize(obj: Any, analyze: bool) -> None:
     """Refresh the query planner's statistics (PRAGMA optimize / ANALYZE)."""
     with _existing_store(obj) as store:
         result = Maintenance(store).optimize(analyze=analyze)
-    _emit(obj, as_json, result, lambda: click.echo(
+    _emit(obj, result, lambda: click.echo(
         f"{result['mode']}: statistics for {result['tables_with_statistics']} table(s) "
         f"({result['duration_ms']:.0f} ms)"))
 
@@ -227,9 +217,8 @@ def optimize(obj: Any, analyze: bool, as_json: bool) -> None:
               help="Wait for readers and truncate the -wal file to zero bytes.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Seconds --truncate may wait (new writers wait meanwhile).")
-@json_option
 @click.pass_obj
-def checkpoint(obj: Any, truncate: bool, timeout: float, as_json: bool) -> None:
+def checkpoint(obj: Any, truncate: bool, timeout: float) -> None:
     """Copy the WAL back into the database file."""
     with _existing_store(obj) as store:
         result = Maintenance(store).checkpoint(truncate=truncate, timeout=timeout)
@@ -240,16 +229,15 @@ def checkpoint(obj: Any, truncate: bool, timeout: float, as_json: bool) -> None:
                    f"{result['log_frames']} frames; WAL {_size(result['wal_bytes_before'])} -> "
                    f"{_size(result['wal_bytes_after'])}")
 
-    _emit(obj, as_json, result, human)
+    _emit(obj, result, human)
 
 
 @click.command()
 @click.argument("dest", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Overwrite DEST if it exists.")
 @click.option("--no-verify", is_flag=True, help="Skip the quick_check of the copy.")
-@json_option
 @click.pass_obj
-def backup(obj: Any, dest: str, force: bool, no_verify: bool, as_json: bool) -> None:
+def backup(obj: Any, dest: str, force: bool, no_verify: bool) -> None:
     """Copy the database to DEST while it is in use (SQLite's online backup)."""
     with _existing_store(obj) as store:
         if _stderr_is_terminal():  # a progress bar only for people watching
@@ -265,16 +253,15 @@ def backup(obj: Any, dest: str, force: bool, no_verify: bool, as_json: bool) -> 
                                                    verify=not no_verify)
         else:
             result = Maintenance(store).backup(dest, force=force, verify=not no_verify)
-    _emit(obj, as_json, result, lambda: click.echo(
+    _emit(obj, result, lambda: click.echo(
         f"backup written to {result['dest']} ({_size(result['bytes'])}, {result['pages']} pages"
         f"{', verified' if result['verified'] else ''}) in {result['seconds']:.2f} s"))
 
 
 @click.command("restore")
 @click.argument("src", type=click.Path(dir_okay=False))
-@json_option
 @click.pass_obj
-def restore_command(obj: Any, src: str, as_json: bool) -> None:
+def restore_command(obj: Any, src: str) -> None:
     """Replace the database with the backup SRC (checked first; the old one is kept)."""
     path = _db_path(obj)
     if path is None:
@@ -287,7 +274,7 @@ def restore_command(obj: Any, src: str, as_json: bool) -> None:
         if result["replaced_copy"]:
             click.echo(f"the replaced database was kept as {result['replaced_copy']}")
 
-    _emit(obj, as_json, result, human)
+    _emit(obj, result, human)
 
 
 COMMANDS = (health, stats_command, vacuum, optimize, checkpoint, backup, restore_command)

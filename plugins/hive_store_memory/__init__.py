@@ -87,6 +87,7 @@ __all__ = [
 ]
 
 NAMESPACE = "hive_store_memory"
+SERVICE = "memory"  # store.memory, astore.memory (the hive_store_services hook)
 DEFAULT_POLL = 5.0
 log = logging.getLogger("hive_store.memory")
 _set: MigrationSet | None = None
@@ -104,7 +105,7 @@ def migration_set() -> MigrationSet:
 def memory_of(store: Store) -> Memory:
     """``store.memory``, typed; :class:`hive_store.ConfigurationError` if the store has none
     (not SQLite, closed, or the plugin is disabled)."""
-    memory = store.__dict__.get("memory")
+    memory = store.services.get(SERVICE)
     if not isinstance(memory, Memory):
         raise ConfigurationError(
             "this store has no memory (the memory plugin needs a SQLite store and must not be "
@@ -150,12 +151,18 @@ def hive_store_register_migrations() -> Sequence[MigrationSet]:
 
 
 @hookimpl
-def hive_store_store_opened(store: Store) -> None:
+def hive_store_services(store: Store) -> dict[str, object] | None:
     if getattr(store.backend, "dialect", None) != "sqlite":
-        return
+        return None
     add_hookspecs(store.plugins)
-    memory = Memory(store, embedder=_embedder(store), auto_assign=_auto_assign())
-    store.__dict__["memory"] = memory
+    return {SERVICE: Memory(store, embedder=_embedder(store), auto_assign=_auto_assign())}
+
+
+@hookimpl
+def hive_store_store_opened(store: Store) -> None:
+    memory = store.services.get(SERVICE)
+    if not isinstance(memory, Memory):
+        return
     with store.backend.connection() as conn:
         if not memory.installed(conn):
             return  # not migrated to the plugin's latest schema: its reads say so
@@ -167,14 +174,14 @@ def hive_store_store_opened(store: Store) -> None:
 
 @hookimpl
 def hive_store_store_closing(store: Store) -> None:
-    memory = store.__dict__.pop("memory", None)
+    memory = store.services.get(SERVICE)  # the core detaches it after the closing hooks
     if isinstance(memory, Memory):
         memory.close()  # stops and joins the indexer thread
 
 
 def _indexing(store: Store) -> bool:
-    memory = store.__dict__.get("memory")
-    return memory is not None and memory.indexer is not None
+    memory = store.services.get(SERVICE)
+    return isinstance(memory, Memory) and memory.indexer is not None
 
 
 @hookimpl
@@ -182,8 +189,8 @@ def _indexing(store: Store) -> bool:
 def hive_store_after_commit(store: Store, changes: Sequence[Change]) -> None:
     # Only a note and a wake-up: the indexer applies the log in its own thread and
     # transactions, and waits for a pause in the writes before it does.
-    memory = store.__dict__.get("memory")
-    indexer = memory.indexer if memory is not None else None
+    memory = store.services.get(SERVICE)
+    indexer = memory.indexer if isinstance(memory, Memory) else None
     if indexer is None:
         return
     tables = getattr(changes, "tables", None)  # hive_store.Changes: nothing per row
@@ -210,7 +217,7 @@ def hive_store_register_health_checks() -> Sequence[Any]:
 def check_memory_index(store: Store) -> list[HealthResult]:
     """``memory_index``: catches up, then the full-text index against the tables, and the
     themes."""
-    memory = store.__dict__.get("memory")
+    memory = store.services.get(SERVICE)
     if not isinstance(memory, Memory):
         return []
     try:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from hive_store.cli import CLIContext, pass_ctx
+from hive_store.cli import CLIContext, escape, pass_ctx
 from hive_store_memory.index import KINDS, SearchHit
 
 
@@ -18,13 +17,6 @@ def _console(*, stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=True, stderr=stderr)
-
-
-def _emit(obj: CLIContext, as_json: bool, data: Any, human: Callable[[], None]) -> None:
-    if as_json or obj.json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False))
-    else:
-        human()
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -59,8 +51,6 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
 
 
 def _marked(hit: SearchHit) -> str:
-    from rich.markup import escape
-
     out, pos = [], 0
     for start, end in hit.highlights:
         out += [escape(hit.snippet[pos:start]), "[bold yellow]",
@@ -84,10 +74,9 @@ def memory() -> None:
 @click.option("--since", metavar="TIME", help="Only rows from this ISO date/time on (UTC).")
 @click.option("--advanced", is_flag=True,
               help="TEXT is an FTS5 query (AND/OR/NOT, \"phrase\", prefix*, NEAR, title:).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @pass_ctx
 def search(obj: CLIContext, text: str, limit: int, kinds: tuple[str, ...], since: str | None,
-           advanced: bool, as_json: bool) -> None:
+           advanced: bool) -> None:
     """Search the knowledge base; every word of TEXT must occur (ranked by BM25)."""
     from hive_store_memory import memory_of
 
@@ -104,19 +93,19 @@ def search(obj: CLIContext, text: str, limit: int, kinds: tuple[str, ...], since
             return
         for n, hit in enumerate(hits, 1):
             when = hit.created_at.strftime("%Y-%m-%d %H:%M") if hit.created_at else "-"
-            con.print(f"[bold]{n}.[/] {hit.kind} [dim]{hit.key}[/]  score {hit.score:.3g}  "
-                      f"{when}" + (f"  conversation {hit.conversation_id}"
-                                   if hit.conversation_id else ""))
+            con.print(f"[bold]{n}.[/] {escape(hit.kind)} [dim]{escape(hit.key)}[/]  score "
+                      f"{hit.score:.3g}  {when}"
+                      + (f"  conversation {escape(hit.conversation_id)}"
+                         if hit.conversation_id else ""))
             con.print(f"   {_marked(hit)}")
 
-    _emit(obj, as_json, data, human)
+    obj.emit(data, human)
 
 
 @memory.command("themes")
 @click.option("--limit", "-n", type=click.IntRange(1, 1_000_000), help="At most this many.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @pass_ctx
-def themes(obj: CLIContext, limit: int | None, as_json: bool) -> None:
+def themes(obj: CLIContext, limit: int | None) -> None:
     """Themes of the knowledge base with their sizes and top keywords, largest first."""
     from hive_store_memory import memory_of
 
@@ -137,17 +126,18 @@ def themes(obj: CLIContext, limit: int | None, as_json: bool) -> None:
             table = Table("id", "theme", "entries", "last activity", "keywords", box=None)
             for t in found:
                 last = t.last_activity.strftime("%Y-%m-%d %H:%M") if t.last_activity else "-"
-                table.add_row(str(t.id), t.name, str(t.member_count), last,
-                              ", ".join(t.keywords))
+                table.add_row(str(t.id), escape(t.name), str(t.member_count), last,
+                              escape(", ".join(t.keywords)))
             con.print(table)
         if status.themes_stale:
-            con.print(f"[yellow]the themes were built with {status.space}; the active space "
-                      f"is {status.active_space}: run `hive-store memory recluster`[/]")
+            con.print(f"[yellow]the themes were built with {escape(status.space)}; the active "
+                      f"space is {escape(status.active_space)}: run `hive-store memory "
+                      "recluster`[/]")
         if status.unassigned:
             con.print(f"{status.unassigned} knowledge entries have no theme yet "
                       "(`hive-store memory recluster`)")
 
-    _emit(obj, as_json, data, human)
+    obj.emit(data, human)
 
 
 @memory.command("context")
@@ -158,10 +148,9 @@ def themes(obj: CLIContext, limit: int | None, as_json: bool) -> None:
 @click.option("--record", is_flag=True,
               help="Write conversation_context/conversation_threads (needs --conversation).")
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @pass_ctx
 def context(obj: CLIContext, question: str, now: str | None, conversation_id: str | None,
-            record: bool, limit: int, as_json: bool) -> None:
+            record: bool, limit: int) -> None:
     """The context Hive's consensus engine would give QUESTION, layer by layer."""
     from hive_store_memory import memory_of
 
@@ -173,19 +162,19 @@ def context(obj: CLIContext, question: str, now: str | None, conversation_id: st
                                            record=record, limit=limit)
 
     def human() -> None:
-        from rich.markup import escape
-
         con = _console()
         if ctx.follow_up:
             fu = ctx.follow_up
-            con.print(f"follow-up: {fu.rule} ({fu.thread_type.value}, {fu.score:.1f}) "
+            con.print(f"follow-up: {escape(fu.rule)} ({escape(fu.thread_type.value)}, "
+                      f"{fu.score:.1f}) "
                       f"on “{escape(fu.text)}”")
         if ctx.theme:
-            con.print(f"theme: {ctx.theme.name} (similarity {ctx.theme_similarity:.2f})")
+            con.print(f"theme: {escape(ctx.theme.name)} "
+                      f"(similarity {ctx.theme_similarity:.2f})")
         if not ctx.items:
             con.print("no context")
         for n, item in enumerate(ctx.items, 1):
-            con.print(f"[bold]{n}.[/] [cyan]{item.layer}[/] {escape(item.reason)}")
+            con.print(f"[bold]{n}.[/] [cyan]{escape(item.layer)}[/] {escape(item.reason)}")
             from hive_store_memory.index import doc_text
 
             title, body = doc_text(item.kind, item.entity)
@@ -194,13 +183,12 @@ def context(obj: CLIContext, question: str, now: str | None, conversation_id: st
         if ctx.recorded:
             con.print("recorded in conversation_context")
 
-    _emit(obj, as_json, ctx.to_dict(), human)
+    obj.emit(ctx.to_dict(), human)
 
 
 @memory.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @pass_ctx
-def status(obj: CLIContext, as_json: bool) -> None:
+def status(obj: CLIContext) -> None:
     """Rows, indexed documents, missing triggers, themes and unassigned entries (after
     applying the changes the background indexer has not applied yet)."""
     from hive_store_memory import memory_of
@@ -218,13 +206,14 @@ def status(obj: CLIContext, as_json: bool) -> None:
         if st.pending:
             why = ("the database is read-only" if st.indexer.get("read_only")
                    else st.indexer.get("last_error") or "the indexer is behind")
-            con.print(f"[yellow]{st.pending} logged changes not indexed yet ({why})[/]")
+            con.print(f"[yellow]{st.pending} logged changes not indexed yet "
+                      f"({escape(why)})[/]")
         if st.missing_triggers:
-            con.print(f"[yellow]missing triggers: {', '.join(st.missing_triggers)}[/]")
-        con.print(f"{'themes':>24}: {st.themes} ({st.space or st.active_space}), "
+            con.print(f"[yellow]missing triggers: {escape(', '.join(st.missing_triggers))}[/]")
+        con.print(f"{'themes':>24}: {st.themes} ({escape(st.space or st.active_space)}), "
                   f"{st.unassigned} entries unassigned")
 
-    _emit(obj, as_json, st.to_dict(), human)
+    obj.emit(st.to_dict(), human)
 
 
 @memory.command("reindex")
@@ -236,7 +225,7 @@ def reindex(obj: CLIContext) -> None:
     with obj.open() as store, _progress("indexing") as progress:
         st = memory_of(store).reindex(progress=progress)
     total = sum(st.documents.values())
-    _emit(obj, False, st.to_dict(),
+    obj.emit(st.to_dict(),
           lambda: click.echo(f"reindexed {total} documents "
                              f"({', '.join(f'{k}: {v}' for k, v in st.documents.items())})"))
 
@@ -251,7 +240,7 @@ def recluster(obj: CLIContext, threshold: float | None) -> None:
 
     with obj.open() as store, _progress("clustering") as progress:
         report = memory_of(store).recluster(threshold=threshold, progress=progress)
-    _emit(obj, False, report.to_dict(),
+    obj.emit(report.to_dict(),
           lambda: click.echo(f"{report.entries} entries in {report.themes} themes "
                              f"(space {report.params.space}, threshold "
                              f"{report.params.threshold:g})"))

@@ -257,7 +257,13 @@ def _report(obj: Any, migrator: Any, *, verify: bool, dry_run: bool, to: int | N
             sets, namespace=namespace, allow_drift=True, lift_holds=False)}
     applied = migrator.applied()
     held = migrator.holds()
+    versions: dict[str, int] = {}
+    for a in applied:
+        versions[a.namespace] = max(a.version, versions.get(a.namespace, 0))
+    versions = dict(sorted(versions.items(), key=lambda kv: (kv[0] != "hive_store", kv[0])))
     data: dict[str, Any] = {
+        "schema_versions": versions,
+        "hive_schema_version": migrator.hive_schema_version(),
         "database": str(missing) if missing else None,
         "exists": missing is None,
         "legacy": plan.state.describe() if plan else None,
@@ -272,9 +278,13 @@ def _report(obj: Any, migrator: Any, *, verify: bool, dry_run: bool, to: int | N
         data["nothing_would_run"] = not steps and plan is None
 
     def human() -> None:
+        from hive_store.cli import describe_versions
+
         if missing is not None:
             click.echo(f"no database at {missing} yet: `hive-store migrate` (or the first open) "
                        "creates it and applies what is listed below")
+        elif not dry_run:  # --list: the versions first (the README's "Versions")
+            click.echo(describe_versions(versions, data["hive_schema_version"]))
         if plan is not None:
             click.echo(f"legacy Hive database ({plan.state.describe()}): it will be adopted "
                        "first (backup next to the file), in one transaction:")

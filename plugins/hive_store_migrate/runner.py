@@ -546,6 +546,19 @@ class SQLiteMigrator:
 
     # -- adoption ----------------------------------------------------------------------------------
 
+    def hive_schema_version(self) -> int | None:
+        """The highest version in the old Hive apps' own record (their ``schema_migrations``):
+        13 on a file hive-store manages (migration ``0003 hive_runner_record``), a legacy
+        file's own before adoption, ``None`` without the table. For ``hive-store status``."""
+        with self.backend.connection() as conn:
+            if not self._exists(conn, "schema_migrations"):
+                return None
+            try:
+                version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+            except sqlite3.Error:
+                return None
+        return version if isinstance(version, int) else None
+
     def legacy_state(self) -> LegacyState | None:
         with self.backend.connection() as conn:
             return detect(conn, RECORD_TABLE, HOLDS_TABLE)
