@@ -265,6 +265,20 @@ def write_hook(info: FieldInfo, *, for_filter: bool = False) -> Hook:
     return write
 
 
+def _python_or_stored(info: FieldInfo, read: Hook) -> Hook:
+    """:meth:`EntityCodec.structure`'s hook: a field's reader, plus (JSON fields) a Python
+    value given as it is (the write checks it) rather than as stored JSON text."""
+    if info.kind != "json":
+        return read
+
+    def structure_json(v: Any) -> Any:
+        if v is None or isinstance(v, (str, bytes)):
+            return read(v)
+        return v
+
+    return structure_json
+
+
 def _ignore_type(hook: Hook) -> Callable[[Any, Any], Any]:
     """cattrs structure hooks take ``(value, type)``; ours only need the value."""
 
@@ -405,7 +419,8 @@ class EntityCodec(Generic[E]):
         self._write_hooks = {fi.name: write_hook(fi) for fi in self.fields}
         self._filter_hooks = {fi.name: write_hook(fi, for_filter=True) for fi in self.fields}
         struct_overrides: dict[str, Any] = {
-            n: override(struct_hook=_ignore_type(h)) for n, h in self._read_hooks.items()
+            fi.name: override(struct_hook=_ignore_type(_python_or_stored(
+                fi, self._read_hooks[fi.name]))) for fi in self.fields
         }
         unstruct_overrides: dict[str, Any] = {
             n: override(unstruct_hook=h) for n, h in self._write_hooks.items()

@@ -513,7 +513,10 @@ def date_key(value: Any) -> str | None:
 
 
 def parse_bool(value: Any) -> bool:
-    """0/1, 0.0/1.0, or ``'true'``/``'false'`` in any case; :class:`Unreadable` otherwise."""
+    """0/1, 0.0/1.0, or ``'true'``/``'false'`` in any case (and ``True``/``False`` given in
+    Python); :class:`Unreadable` otherwise."""
+    if value is True or value is False:
+        return value
     if value.__class__ in (int, float) and (value == 0 or value == 1):
         return bool(value == 1)
     if value.__class__ is str and value.isascii():
