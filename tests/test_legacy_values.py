@@ -486,3 +486,23 @@ def test_text_that_is_not_utf8_reads_as_raw_bytes(db_path: Path) -> None:
         with pytest.raises(hive_store.RawValueError) as err:
             strict.messages.get("m5")
         assert err.value.key == "m5" and err.value.field == "content"
+
+
+def test_odd_keys_and_raw_filters(db_path: Path) -> None:
+    conn = _plain(db_path)
+    conn.executemany("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)",
+                     [(None, "null key", "never"), (b"\x00k", "blob key", ""),
+                      (5, "integer key", "2025-07-14"), ("k", 3, 1752497453)])
+    conn.close()
+    with hive_store.open(f"sqlite://{db_path}", plugins=isolated_plugins()) as store:
+        rows = {s.value: s for s in store.settings.iter()}
+        assert rows["null key"].key == RawValue(None) and rows["blob key"].key == RawValue(b"\0k")
+        assert rows["integer key"].key == "5"  # TEXT affinity stored the integer as text
+        assert rows["3"].updated_at == datetime(2025, 7, 14, 12, 50, 53, tzinfo=UTC)
+        assert store.settings.find(updated_at=RawValue("never")) == [rows["null key"]]
+        assert store.settings.find(updated_at__in=[RawValue(""), RawValue("never")]) == [
+            rows["null key"], rows["blob key"]]
+        assert store.settings.get(RawValue(b"\0k")) == rows["blob key"]  # a raw key finds it
+        assert store.settings.update(rows["blob key"]) == rows["blob key"]
+        with pytest.raises(hive_store.NotFound):  # a NULL key matches no key
+            store.settings.update(rows["null key"])
