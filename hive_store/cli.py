@@ -47,9 +47,12 @@ class CLIContext:
     plugins: Plugins
 
     def open(self, **kwargs: Any) -> Any:
-        """Open the store named by ``--db`` (or the default)."""
+        """Open the store named by ``--db`` (or the default). On a terminal, a write that
+        waits for another process's lock says so on stderr after a second."""
         from hive_store.store import open as open_store
 
+        if _stderr_is_terminal():
+            kwargs.setdefault("on_wait", writer_wait_notice)
         return open_store(self.db, plugins=self.plugins, **kwargs)
 
     def emit(self, data: Any, human: Callable[[], None]) -> None:
@@ -62,6 +65,19 @@ class CLIContext:
 
 
 pass_ctx = click.make_pass_decorator(CLIContext)
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def writer_wait_notice(seconds: float | None) -> None:
+    """``on_wait`` of stores the command opens: "waiting for another writer (N s)…" on one
+    stderr line while a write waits for another process's lock; the line is cleared after."""
+    if seconds is None:
+        click.echo("\r\033[K", err=True, nl=False)
+    else:
+        click.echo(f"\rwaiting for another writer ({seconds:.0f} s)…", err=True, nl=False)
 
 
 def console(*, stderr: bool = False) -> Any:
@@ -201,8 +217,8 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
     @cli.command()
     @pass_ctx
     def status(obj: CLIContext) -> None:
-        """Path, size, versions, row counts and pool settings."""
-        with obj.open() as store:
+        """Path, size, versions, row counts and pool settings (changes nothing)."""
+        with obj.open(read_only=True) as store:
             facts = store.status()
 
         def human() -> None:
@@ -212,6 +228,13 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
             con.print(f"[bold]{escape(facts.get('path'))}[/]")
             con.print(f"hive-store {escape(facts['package_version'])}; " + escape(
                 describe_versions(facts["schema_versions"], facts["hive_schema_version"])))
+            if facts.get("legacy"):
+                con.print(escape(f"a legacy Hive database ({facts['legacy']}) that hive-store "
+                                 "has not adopted yet: `hive-store migrate` adopts it (a backup "
+                                 "first)"))
+            if facts.get("not_writable"):
+                con.print(escape(f"read-only here ({facts['not_writable']}): reads work, "
+                                 "writes are refused"))
             if "size_bytes" in facts:
                 con.print(f"size {_size(facts['size_bytes'])}, WAL {_size(facts['wal_bytes'])}, "
                           f"SQLite {escape(facts.get('sqlite_version'))}")

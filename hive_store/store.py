@@ -575,8 +575,20 @@ class Store:
         migrator = self.plugins.migrator(self.backend)
         legacy = getattr(migrator, "hive_schema_version", None)
         facts["hive_schema_version"] = legacy() if callable(legacy) else None
+        facts["legacy"] = self._legacy()
         facts["row_counts"] = self.backend.table_counts()
         return facts
+
+    def _legacy(self) -> str | None:
+        """How a legacy Hive database hive-store has not adopted yet looks (``None`` if it is
+        not one), from the migration plugin when it can tell."""
+        migrator = self.plugins.migrator(self.backend)
+        state = getattr(migrator, "legacy_state", None)
+        found = state() if callable(state) else None
+        if found is None:
+            return None
+        describe = getattr(found, "describe", None)
+        return str(describe() if callable(describe) else found)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ or a plain file path (taken as SQLite)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -12,6 +13,9 @@ import attrs
 from hive_store.errors import ConfigurationError
 
 DEFAULT_PATH = Path("~/.hive/hive-ai.db")
+
+# "name=value" pairs joined by "&": the end of a bare path that is meant as options.
+_OPTIONS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=[^&=]*(?:&[A-Za-z_][A-Za-z0-9_]*=[^&=]*)*")
 
 
 def default_url() -> str:
@@ -50,7 +54,10 @@ def parse_url(url: str | os.PathLike[str]) -> StoreURL:
 
     ``sqlite:///home/me/hive.db`` is the absolute path ``/home/me/hive.db`` (as in ``file:``
     URLs), ``sqlite:hive.db`` is relative to the working directory, ``sqlite:///:memory:`` (or
-    just ``:memory:``) is an in-memory database, and a string without a scheme is a file path.
+    just ``:memory:``) is an in-memory database, and a string without a scheme is a file path
+    — up to a ``?`` followed by ``name=value`` options (``hive.db?max_size=4``), which are
+    options as in a URL; any other ``?`` belongs to the file name. A file whose name really
+    ends in ``?name=value`` is reached with a URL that encodes the ``?`` as ``%3F``.
     """
     if isinstance(url, os.PathLike):
         url = os.fspath(url)
@@ -64,7 +71,13 @@ def parse_url(url: str | os.PathLike[str]) -> StoreURL:
         return StoreURL("sqlite", ":memory:")
     head = url.split(":", 1)[0]
     if ":" not in url or len(head) < 2 or not head.replace("+", "").replace("-", "").isalnum():
-        # A bare path (also Windows-style "C:\\x"); no scheme.
+        # A bare path (also Windows-style "C:\\x"); no scheme. A "?" followed by options
+        # ("x.db?max_size=4") starts options, as in a sqlite: URL; any other "?" is part of
+        # the file name ("what?.db").
+        path, mark, query = url.partition("?")
+        if mark and path and _OPTIONS.fullmatch(query):
+            return StoreURL("sqlite", str(Path(path).expanduser()),
+                            dict(parse_qsl(query, keep_blank_values=True)))
         return StoreURL("sqlite", str(Path(url).expanduser()))
     parts = urlsplit(url)
     scheme = parts.scheme.lower()

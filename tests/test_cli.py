@@ -48,6 +48,7 @@ def test_quickstart_end_to_end_never_touches_the_hive_history(tmp_path: Path) ->
     (home / ".hive").mkdir(parents=True)
     history = home / ".hive" / "hive-ai.db"
     shutil.copy(legacy_fixture("hive-ai-v10.db"), history)
+    os.chmod(history, 0o600)  # private, as it should be (a 0644 one gets a warning line too)
     before = sha(history)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIVE_STORE_")}
     env.update(HOME=str(home), HIVE_STORE_LOAD_PLUGINS="")
@@ -86,7 +87,7 @@ def test_quickstart_end_to_end_never_touches_the_hive_history(tmp_path: Path) ->
 
 
 def test_quickstart_on_a_named_database(tmp_path: Path) -> None:
-    db = tmp_path / "sub" / "new.db"
+    db = tmp_path / "new.db"  # in an existing folder: a missing one is an error
     data = json.loads(invoke("--db", str(db), "--json", "quickstart").output)
     assert not data["demo"] and data["path"] == str(db)
     assert data["messages"] == 5 and data["conversations_total"] == 1

@@ -265,7 +265,7 @@ def test_processes_write_one_file_while_the_parent_reads(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("round_", [1, 2])
 def test_two_processes_create_the_same_new_file_at_once(tmp_path: Path, round_: int) -> None:
-    path = tmp_path / "sub" / "race.db"
+    path = tmp_path / "race.db"
     url = f"sqlite://{path}"
     out = SPAWN.Queue()
     barrier = SPAWN.Barrier(2)

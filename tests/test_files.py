@@ -44,7 +44,7 @@ def run(*cmd: str) -> subprocess.CompletedProcess[str]:
 def test_new_databases_and_their_wal_and_shm_are_private(tmp_path: Path, umask: int) -> None:
     old = os.umask(umask)
     try:
-        path = tmp_path / "sub" / "new.db"
+        path = tmp_path / "new.db"
         with hive_store.open(f"sqlite://{path}") as store:
             store.users.add(User(license_key="secret"))
             # while open, the WAL and the shared-memory index exist too
@@ -184,6 +184,16 @@ def read_only_mount(folder: Path) -> Iterator[None]:
         run("umount", "-l", str(folder))
 
 
+def _cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from hive_store.cli import make_cli
+
+    result = CliRunner().invoke(make_cli(), list(args), catch_exceptions=False)
+    assert "Traceback" not in result.output
+    return result
+
+
 def _filled(path: Path) -> None:
     with hive_store.open(f"sqlite://{path}") as store:
         store.users.add_many(User(id=f"u{i}") for i in range(10))
@@ -213,10 +223,15 @@ def test_a_read_only_file_reads_and_refuses_writes_clearly(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("how", ["bind mount", "chattr"])
-def test_a_read_only_folder_is_a_clear_error(tmp_path: Path, how: str) -> None:
+def test_a_read_only_folder_reads_and_refuses_writes_clearly(tmp_path: Path, how: str) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
     _filled(folder / "existing.db")
+    with hive_store.open(f"sqlite://{folder / 'legacy.db'}") as store:  # a rollback-journal
+        store.users.add(User(id="x"))                                   # file, as Hive left it
+    raw = sqlite3.connect(folder / "legacy.db", isolation_level=None)
+    raw.execute("PRAGMA journal_mode = DELETE")
+    raw.close()
     lock = read_only_mount(folder) if how == "bind mount" else immutable(folder)
     with lock:
         # a new database cannot be created there
@@ -226,13 +241,37 @@ def test_a_read_only_folder_is_a_clear_error(tmp_path: Path, how: str) -> None:
         with pytest.raises(hive_store.StorageError) as err:
             hive_store.open(f"sqlite://{folder / 'sub' / 'new.db'}")
         assert str(folder / "sub") in str(err.value)
-        # an existing one cannot get its -wal/-shm files: refused at open, naming the file
-        with pytest.raises(hive_store.StorageError) as err:
-            hive_store.open(f"sqlite://{folder / 'existing.db'}")
-        assert str(folder / "existing.db") in str(err.value)
-    assert sorted(p.name for p in folder.iterdir()) == ["existing.db"]
+        # an existing one (WAL, no -shm can be created: immutable; or a rollback-journal one:
+        # mode=ro) opens read-only: reads work, writes are refused naming the reason
+        for name, immutable_expected in (("existing.db", True), ("legacy.db", False)):
+            with hive_store.open(f"sqlite://{folder / name}") as store:
+                backend: Any = store.backend
+                assert backend.read_only and backend.immutable is immutable_expected
+                assert "read-only" in backend.read_only_reason
+                assert store.users.count() in (1, 10)
+                assert store.status()["read_only"] is True
+                for write in (lambda: store.users.add(User(id="new")),
+                              lambda: store.users.delete("u1"),
+                              lambda: store.transaction().__enter__()):
+                    with pytest.raises(hive_store.StorageError) as err:
+                        write()
+                    message = str(err.value)
+                    assert "read-only" in message and str(folder / name) in message, message
+                    assert "attempt to write" not in message
+                    assert "unable to open" not in message
+            # the commands: read-only ones work and say why, writing ones fail in one line
+            db = str(folder / name)
+            status = _cli("--db", db, "status")
+            assert status.exit_code == 0 and "read-only here" in status.output, status.output
+            assert _cli("--db", db, "health").exit_code in (0, 1, 2)
+            assert _cli("--db", db, "stats").exit_code == 0
+            write = _cli("--db", db, "optimize")
+            assert write.exit_code == 1 and write.output.count("\n") == 1
+            assert "read-only" in write.output and "writes are refused" in write.output
+    assert sorted(p.name for p in folder.iterdir()) == ["existing.db", "legacy.db"]
     with hive_store.open(f"sqlite://{folder / 'existing.db'}") as store:
         assert store.users.count() == 10 and store.backend.check_integrity(full=True)["ok"]
+        assert not store.backend.read_only  # type: ignore[attr-defined]
 
 
 # -- a full disk --------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from hive_store.migrations import MigrationSet
 from hive_store.plugins import Plugins
 from tests.conftest import isolated_plugins
 
-EXPECTED_CHECKS = ["integrity", "foreign_keys", "pragmas", "wal", "freelist", "disk_space",
-                   "pool", "migrations", "plugins"]
+EXPECTED_CHECKS = ["integrity", "foreign_keys", "pragmas", "wal", "permissions", "freelist",
+                   "disk_space", "pool", "migrations", "plugins"]
 NOTES_V1 = "-- @name: notes\nCREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);\n"
 
 
@@ -93,7 +93,8 @@ def test_checks_registered_once_in_order(file_store: hive_store.Store) -> None:
 def test_memory_store_skips_the_file_checks(clean_env: None) -> None:
     with hive_store.open(":memory:", plugins=clean_plugins()) as store:
         results = by_name(store.health())
-    assert set(results) == set(EXPECTED_CHECKS) - {"wal", "freelist", "disk_space"}
+    assert set(results) == set(EXPECTED_CHECKS) - {"wal", "permissions", "freelist",
+                                                   "disk_space"}
     assert all(r.ok for r in results.values())
     assert results["pragmas"].details["journal_mode"] == "memory"
 

@@ -4,6 +4,7 @@ leave, and arbitrary SQLite values in any column."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 import hive_store
 from hive_store import RawValue, values
 from hive_store.changes import Change
-from hive_store.entities import CORE_ENTITIES, User
+from hive_store.entities import CORE_ENTITIES, Conversation, User
 from hive_store.hookspecs import hookimpl
 from hive_store.testing import entities
 from tests.conftest import isolated_plugins, legacy_fixture, table_digest
@@ -506,3 +507,20 @@ def test_odd_keys_and_raw_filters(db_path: Path) -> None:
         assert store.settings.update(rows["blob key"]) == rows["blob key"]
         with pytest.raises(hive_store.NotFound):  # a NULL key matches no key
             store.settings.update(rows["null key"])
+
+
+@pytest.mark.parametrize("where", ["file", "memory", "transaction"])
+def test_iter_reads_on_past_text_that_is_not_utf8(db_path: Path, where: str) -> None:
+    url = ":memory:" if where == "memory" else f"sqlite://{db_path}"
+    with hive_store.open(url, plugins=isolated_plugins()) as store:
+        store.conversations.add(Conversation(id="c"))
+        with store.backend.connection() as conn:
+            conn.executemany("INSERT INTO messages (id, conversation_id, role, content) "
+                             "VALUES (?, 'c', 'user', CAST(? AS TEXT))",
+                             [(f"m{i}", b"\xff" if i in (2, 7) else b"ok") for i in range(10)])
+        block = store.transaction() if where == "transaction" else contextlib.nullcontext()
+        with block:
+            got = [m.content for m in store.messages.iter(batch_size=3)]
+        assert got == ["ok", "ok", RawValue(b"\xff"), "ok", "ok", "ok", "ok", RawValue(b"\xff"),
+                       "ok", "ok"]
+        assert [m.content for m in store.messages.iter()].count("ok") == 8  # text_factory reset

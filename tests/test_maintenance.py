@@ -171,6 +171,10 @@ def test_backup_basics(store: hive_store.Store, plugins: Plugins, db_path: Path,
     store.settings.add_many(Setting(key=f"k{i}", value=str(i)) for i in range(100))
     seen: list[tuple[int, int]] = []
     dest = tmp_path / "backups" / "copy.db"
+    with pytest.raises(MaintenanceError, match="does not exist"):  # no folder made for it
+        Maintenance(store).backup(dest)
+    assert not dest.parent.exists()
+    dest.parent.mkdir()
     result = Maintenance(store).backup(dest, progress=lambda d, t: seen.append((d, t)),
                                        step_pages=8)
     assert result["verified"] and result["pages"] == seen[-1][1] and seen[-1][0] == seen[-1][1]
@@ -363,6 +367,10 @@ def test_restore_to_a_new_or_unreadable_target(store: hive_store.Store, plugins:
                                                tmp_path: Path) -> None:
     backup = _backup_of(store, tmp_path / "b.db")
     new = tmp_path / "new" / "hive.db"
+    missing = invoke(plugins, "--db", str(new), "restore", str(backup))
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+    assert not new.parent.exists()  # no folder made for a mistyped --db
+    new.parent.mkdir()
     created = invoke(plugins, "--db", str(new), "restore", str(backup), "--json")
     assert created.exit_code == 0, created.output
     assert json.loads(created.output)["replaced_copy"] is None
@@ -435,8 +443,8 @@ def test_file_system_errors_are_one_line(store: hive_store.Store, plugins: Plugi
                                          db_path: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    with pytest.raises(MaintenanceError, match=r"^backup failed: File exists"):
+    with pytest.raises(MaintenanceError, match=r"a-file is not a folder"):
         Maintenance(store).backup(blocker / "x.db")
     result = invoke(plugins, "--db", str(db_path), "backup", str(blocker / "x.db"))
     assert result.exit_code == 1 and result.output.count("\n") == 1
-    assert result.output.startswith("Error: backup failed")
+    assert result.output.startswith("Error: ") and "is not a folder" in result.output

@@ -75,11 +75,16 @@ def test_search_errors_are_one_line(db: str) -> None:
 def test_themes(db: str) -> None:
     out = data(invoke("--db", db, "memory", "themes", "--json"))
     assert out["unassigned"] == 0 and out["stale"] is False and out["space"] == "tfidf"
-    sizes = [t["member_count"] for t in out["themes"]]
+    assert out["topics"] and out["themes_without_topic"] == []
+    sizes = [t["member_count"] for t in out["topics"]]
     assert sum(sizes) == 3 and sizes == sorted(sizes, reverse=True)
-    assert all(t["keywords"] and t["topic"].startswith("theme:") for t in out["themes"])
+    themes = [t for topic in out["topics"] for t in topic["themes"]]
+    assert sum(t["member_count"] for t in themes) == 3
+    assert all(t["keywords"] and t["topic"].startswith("theme:") for t in themes)
+    assert all(t["topic_id"] == topic["id"] for topic in out["topics"] for t in topic["themes"])
     human = invoke("--db", db, "memory", "themes")
-    assert human.exit_code == 0 and out["themes"][0]["name"] in human.output
+    assert human.exit_code == 0
+    assert out["topics"][0]["name"] in human.output and themes[0]["name"] in human.output
 
 
 def test_recluster_reindex_status(db: str) -> None:

@@ -91,25 +91,45 @@ def test_layers_in_hive_order(mem_store: hive_store.Store, history: dict[str, An
     layers = [i.layer for i in ctx]
     assert layers == sorted(layers, key=LAYERS.index)  # never out of Hive's order
     keys = [(i.layer, i.key) for i in ctx]
-    assert keys[0] == ("recent_24h", history["recent"].id)
-    assert keys[1:3] == [("follow_up_72h", history["day_old"].id),
-                         ("follow_up_72h", history["two_days"].id)]
-    rest = dict((k, layer) for layer, k in keys[3:])
+    # the asyncio conversation of 2 h ago is not about the question: it drops out; the
+    # follow-up continues the conversation about WAL checkpoints, though a newer one came after
+    assert history["recent"].id not in {k for _, k in keys}
+    assert ctx.parent_conversation_id == history["two_days"].conversation_id
+    assert keys[:2] == [("follow_up_72h", history["two_days"].id),
+                        ("follow_up_72h", history["day_old"].id)]
+    rest = dict((k, layer) for layer, k in keys[2:])
     assert rest[history["week_old"].id] in ("thematic", "full_text")
     assert history["future"].id not in {k for _, k in keys}  # after `now`
     assert history["unrelated_old"].id not in rest
     assert any(i.kind == "consensus_facts" and i.layer == "full_text" for i in ctx)
     assert len({i.conversation_id for i in ctx if i.conversation_id}) == len(
         [i for i in ctx if i.conversation_id])  # one item per conversation
-    assert ctx.parent_conversation_id == history["recent"].conversation_id
     for item in ctx:
         assert item.reason and 0.0 <= item.score <= 1.0
-    recent = ctx.items[0]
-    assert "last 24 h (2 h ago)" in recent.reason and recent.context_type is ContextType.RECENT_24H
-    assert ctx.items[1].context_type is ContextType.DIRECT_REFERENCE
-    assert "tell_me_more" in ctx.items[1].reason
+    assert ctx.items[0].context_type is ContextType.DIRECT_REFERENCE
+    assert "tell_me_more" in ctx.items[0].reason
     text = ctx.text()
-    assert text.startswith("[1] (curator knowledge") and "Q: How do Python asyncio" in text
+    assert text.startswith("[1] (follow-up") and "Q: What is a WAL checkpoint" in text
+
+
+def test_a_question_that_names_nothing_gets_the_newest(mem_store: hive_store.Store,
+                                                       history: dict[str, Any]) -> None:
+    ctx = mem_store.memory.context_for("Tell me more", now=NOW)  # Hive's rule: the newest
+    recent = ctx.items[0]
+    assert recent.key == history["recent"].id and recent.layer == "recent_24h"
+    assert "last 24 h (2 h ago)" in recent.reason and recent.context_type is ContextType.RECENT_24H
+    assert ctx.parent_conversation_id == history["recent"].conversation_id
+
+
+def test_recent_entries_are_ordered_by_relevance(mem_store: hive_store.Store,
+                                                 history: dict[str, Any]) -> None:
+    related = entry(mem_store, 5, "Why does a long SQLite reader stop WAL checkpoints?",
+                    "A checkpoint cannot pass the oldest reader's snapshot.")
+    ctx = mem_store.memory.context_for("Can a reader block a WAL checkpoint in SQLite?",
+                                       now=NOW)
+    recent = [i.key for i in ctx if i.layer == "recent_24h"]
+    assert recent == [related.id]  # the asyncio entry of 2 h ago is newer, but unrelated
+    assert ctx.follow_up is None
 
 
 def test_not_a_follow_up_skips_the_72h_window(mem_store: hive_store.Store,
@@ -117,11 +137,13 @@ def test_not_a_follow_up_skips_the_72h_window(mem_store: hive_store.Store,
     ctx = mem_store.memory.context_for("How do SQLite WAL checkpoints work?", now=NOW)
     assert ctx.follow_up is None and ctx.parent_conversation_id is None
     assert "follow_up_72h" not in {i.layer for i in ctx}
-    assert ctx.items[0].key == history["recent"].id
+    assert history["recent"].id not in {i.key for i in ctx}
     thematic = [i for i in ctx if i.layer == "thematic"]
     assert ctx.theme is not None and thematic
     assert {i.key for i in thematic} <= {history[k].id for k in
                                          ("day_old", "two_days", "week_old")}
+    assert [i.score for i in thematic] == sorted((i.score for i in thematic), reverse=True)
+    assert thematic[-1].key == history["day_old"].id  # about readers, not checkpoints
     assert all(f"“{ctx.theme.name}”" in i.reason for i in thematic)
 
 
@@ -149,10 +171,10 @@ def test_record_writes_context_and_thread(mem_store: hive_store.Store,
     rows = mem_store.conversation_context.find(conversation_id=new.id, order_by="id")
     expected = [(i.conversation_id, i.context_type) for i in ctx if i.conversation_id]
     assert [(r.referenced_conversation_id, r.context_type) for r in rows] == expected
-    assert {r.context_type for r in rows} >= {ContextType.RECENT_24H,
-                                             ContextType.DIRECT_REFERENCE}
+    assert {r.context_type for r in rows} >= {ContextType.DIRECT_REFERENCE,
+                                             ContextType.THEMATIC}
     [thread] = mem_store.conversation_threads.find(child_conversation_id=new.id)
-    assert thread.parent_conversation_id == history["recent"].conversation_id
+    assert thread.parent_conversation_id == history["two_days"].conversation_id
     assert thread.thread_type is ThreadType.FOLLOW_UP
     assert thread.reference_text == "give me 2 examples" and thread.confidence_score == 0.8
 
@@ -192,3 +214,33 @@ def test_limit_and_empty_memory(mem_store: hive_store.Store) -> None:
     for h in range(5):
         entry(mem_store, h + 1, f"sqlite question {h}", "wal answer")
     assert len(mem_store.memory.context_for("tell me more", now=NOW, limit=2)) == 2
+
+
+@pytest.mark.parametrize("sentence", [
+    "This class implements a reader for WAL files.", "Ensure that item is visible.",
+    "Load the specified module into sys.modules and return it.",
+    "These functions return the current time.", "Set global grab for this widget.",
+    "Is this class thread safe?", "Request that this task cancel itself.",
+])
+def test_ordinary_sentences_are_not_follow_ups(sentence: str) -> None:
+    assert detect_follow_up(sentence) is None
+
+
+@pytest.mark.parametrize("question", [
+    "Does it work with asyncio?", "what about that?", "fix it", "That sounds wrong",
+    "These are too slow, why?", "Can you explain that again?",
+])
+def test_references_back_are_follow_ups(question: str) -> None:
+    assert detect_follow_up(question) is not None
+
+
+def test_a_follow_up_finds_the_subject_it_names(mem_store: hive_store.Store) -> None:
+    older = entry(mem_store, 7, "How do I rotate log files with RotatingFileHandler?",
+                  "RotatingFileHandler rolls the log file over at maxBytes.")
+    for h in range(6):
+        entry(mem_store, 6 - h, f"unrelated question {h} about tkinter widgets",
+              "Canvas widgets and frames.")
+    ctx = mem_store.memory.context_for("Tell me more about the RotatingFileHandler maxBytes",
+                                       now=NOW)
+    assert ctx.parent_conversation_id == older.conversation_id
+    assert ctx.items[0].conversation_id == older.conversation_id

@@ -112,7 +112,9 @@ def test_search_ranks_highlights_and_returns_entities(mem_store: hive_store.Stor
     # stemming: "checkpoints" finds "checkpoint"; every word must occur
     assert [h.key for h in mem_store.memory.search("checkpoints WAL",
                                                    kinds=["knowledge_conversations"])] == [k1.id]
-    assert mem_store.memory.search("checkpoint GIL") == []
+    # no entry has every word: then the entries with any of them, ranked
+    assert {h.key for h in mem_store.memory.search("checkpoint GIL")} == {k1.id, k2.id}
+    assert mem_store.memory.search("checkpoint GIL", advanced=True) == []  # AND
 
 
 def test_every_indexed_table_is_searched(mem_store: hive_store.Store, conv: Conversation) -> None:
@@ -193,7 +195,9 @@ def test_advanced_syntax(mem_store: hive_store.Store) -> None:
     assert [h.key for h in mem.search("locking NOT mvcc", advanced=True, kinds=kinds)] == [a.id]
     assert [h.key for h in mem.search("postg*", advanced=True, kinds=kinds)] == [b.id]
     assert [h.key for h in mem.search("title: sqlite", advanced=True, kinds=kinds)] == [a.id]
-    assert mem.search("sqlite OR postgres", kinds=kinds) == []  # OR is a word when quoted
+    # without advanced=True operators are words: NOT excludes nothing
+    assert b.id in {h.key for h in mem.search("locking NOT mvcc", kinds=kinds)}
+    assert [h.key for h in mem.search("postg*", kinds=kinds)] == []  # * is no wildcard
 
 
 @pytest.mark.parametrize("query", ['foo AND (', '"unterminated', 'nosuchcolumn: x', 'AND',
@@ -234,8 +238,13 @@ def test_advanced_search_raises_only_validation_errors(searchable: hive_store.St
 
 def test_nul_and_surrogates_in_user_text(searchable: hive_store.Store) -> None:
     assert searchable.memory.search("asyncio\x00") != []
-    # a lone surrogate cannot go to SQLite (UTF-8): it is replaced, and is not a token
-    assert searchable.memory.search("\ud800 asyncio") == searchable.memory.search("asyncio")
+    # a lone surrogate is not Unicode text: SQLite (UTF-8) cannot take it
+    for call in (lambda: searchable.memory.search("\ud800 asyncio"),
+                 lambda: searchable.memory.search("a\udfff", advanced=True),
+                 lambda: searchable.memory.context_for("what about \ud800?"),
+                 lambda: searchable.memory.theme_of("\ud800")):
+        with pytest.raises(hive_store.ValidationError, match="surrogate"):
+            call()
 
 
 def test_diacritics_fold(searchable: hive_store.Store) -> None:
@@ -453,9 +462,11 @@ def test_health_ok_and_closed_store(db_path: Path) -> None:
     assert result.status == "ok", result.message
     memory = store.memory
     store.close()
-    assert "memory" not in store.__dict__
-    with pytest.raises(hive_store.StoreClosed):
-        memory.search("q")
+    for call in (lambda: memory.search("q"), lambda: store.memory.search("q"),
+                 lambda: store.memory.themes(), lambda: store.memory.context_for("q"),
+                 lambda: store.memory.status(), lambda: store.memory.flush()):
+        with pytest.raises(hive_store.StoreClosed):
+            call()
 
 
 def test_doc_text_matches_the_sql(mem_store: hive_store.Store, conv: Conversation) -> None:
@@ -494,3 +505,63 @@ def test_a_broad_query_ranks_its_newest_matches(mem_store: hive_store.Store) -> 
     assert window == {e.id for e in rest[-3:]}
     mem.rank_window = None
     assert len(mem.search("broad", kinds=kinds, limit=10)) == 7
+
+
+# -- questions people ask (issue 16) ------------------------------------------------------------
+
+
+def test_a_natural_question_finds_what_it_means(mem_store: hive_store.Store) -> None:
+    run = mem_store.record_consensus("How does WAL work?", [
+        hive_store.StageOutput(stage=s, model="m", answer=f"{s}: the write-ahead log")
+        for s in ("generator", "refiner", "validator", "curator")])
+    other = mem_store.knowledge_conversations.add(knowledge(
+        "Explain SQLite's write-ahead logging and checkpoints",
+        "WAL mode appends changes to a separate file; a checkpoint copies them back."))
+    mem_store.knowledge_conversations.add(knowledge("Brew green tea", "80 degrees, 2 minutes"))
+    mem = mem_store.memory
+    assert mem.search("how does WAL work")[0].conversation_id == run.conversation_id
+    # no entry has every word: the entries with the rarer words, best first
+    hits = mem.search("why would WAL checkpoints ever block?", kinds=["knowledge_conversations"])
+    assert [h.key for h in hits][:1] == [other.id]
+    assert all("tea" not in h.entity.question.lower() for h in hits)
+
+
+def test_group_keeps_one_hit_per_conversation(mem_store: hive_store.Store) -> None:
+    runs = [mem_store.record_consensus(f"question {i} about vacuum", [
+        hive_store.StageOutput(stage=s, model="m", answer=f"vacuum answer {i}")
+        for s in ("generator", "refiner", "validator", "curator")]) for i in range(3)]
+    every = mem_store.memory.search("vacuum", limit=100)
+    grouped = mem_store.memory.search("vacuum", group=True)
+    assert len(every) == 3 * 7  # question, four stages, knowledge entry, curator truth
+    assert sorted(h.conversation_id for h in grouped) == sorted(r.conversation_id for r in runs)
+    assert [h.conversation_id for h in grouped] == list(dict.fromkeys(
+        h.conversation_id for h in every))  # each conversation's best hit, in rank order
+
+
+def test_advanced_queries_are_bounded(mem_store: hive_store.Store) -> None:
+    mem = mem_store.memory
+    with pytest.raises(hive_store.ValidationError, match="at most 32 words"):
+        mem.search(" OR ".join(f"w{i}" for i in range(33)), advanced=True)
+    with pytest.raises(hive_store.ValidationError, match="1000 characters"):
+        mem.search("x" * 1001, advanced=True)
+    assert mem.search(" OR ".join(f"w{i}" for i in range(32)), advanced=True) == []
+    assert mem.search(" ".join(f"w{i}" for i in range(500))) == []  # plain text: no limit
+
+
+def test_a_large_backlog_is_not_waited_for(db_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HIVE_STORE_MEMORY_POLL", "0")
+    with hive_store.open(f"sqlite://{db_path}") as store:
+        mem = store.memory
+        assert mem.indexer is not None
+        mem.indexer.stop()  # nothing applies the log in the background
+        mem.read_catch_up = 10
+        store.knowledge_conversations.add_many([knowledge(f"q{i}", "backlog") for i in range(5)])
+        assert len(mem.search("backlog")) == 5  # small: applied by the read itself
+        store.knowledge_conversations.add_many([knowledge(f"r{i}", "later") for i in range(20)])
+        hits = mem.search("later")
+        assert hits == [] and not hits.complete and hits.pending == 20
+        ctx = mem.context_for("later?")
+        assert not ctx.complete and ctx.pending == 20
+        assert mem.flush() == 20  # explicitly: everything
+        assert len(mem.search("later")) == 20

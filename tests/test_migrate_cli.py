@@ -146,7 +146,8 @@ def test_verify_reports_drift_unknown_and_pending(tmp_path: Path) -> None:
     problems = {(p["namespace"], p["version"], p["problem"])
                 for p in json.loads(drift.output)["problems"]}
     assert problems == {("notes", 2, "changed")}
-    opened = run(changed, "--db", db, "status")
+    assert run(changed, "--db", db, "status").exit_code == 0  # read-only: reports, migrates nothing
+    opened = run(changed, "--db", db, "init")
     assert opened.exit_code == 1 and "notes 0002 (tags) has changed" in opened.output
     assert run(changed, "--db", db, "migrate", "--allow-drift").exit_code == 0
     fewer = run(NOTES[:1], "--db", db, "--json", "migrate", "--verify")

@@ -791,12 +791,10 @@ def test_durability_full_sets_synchronous_full(db_path: Path) -> None:
 
 
 def test_new_file_is_incremental_auto_vacuum_wal_and_private(tmp_path: Path) -> None:
-    path = tmp_path / "missing" / "deeper" / "hive-ai.db"
-    assert not path.parent.exists()
+    path = tmp_path / "hive-ai.db"
     with hive_store.open(f"sqlite://{path}") as store:
         conv = store.conversations.add(Conversation())
         store.messages.add(Message(conversation_id=conv.id, role="user", content="x"))
-        assert path.parent.is_dir()
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         for suffix in ("-wal", "-shm"):
             side = Path(f"{path}{suffix}")

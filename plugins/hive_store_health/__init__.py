@@ -16,6 +16,8 @@ them, along with other plugins' checks), in this order, each a
                   connection — fail if one differs from the store's options
 ``wal``           ``-wal`` size (warn/fail thresholds) and checkpoint starvation (frames a
                   ``wal_checkpoint(PASSIVE)`` could not copy back) — warn
+``permissions``   the file (or its ``-wal``/``-shm``) readable by other users, or not writable
+                  where it is (opened read-only) — warn
 ``freelist``      free pages / all pages, and whether ``auto_vacuum`` is INCREMENTAL — warn
 ``disk_space``    free space on the database's filesystem — warn/fail
 ``pool``          connections in use / ``max_size``, waits, timeouts — warn; fail when
@@ -30,8 +32,9 @@ set per store with :func:`configure` or per run: ``run(store, full=True,
 wal_warn_bytes=...)``; on the command line ``-o KEY=VALUE``.
 
 ``hive-store health [--full] [--json] [-o KEY=VALUE ...]`` exits 0 (ok), 1 (warn) or 2 (fail);
-it opens the database without migrating it and reports a database it cannot open as one
-failed check named ``open``. Its JSON (stable; keys are only ever added)::
+it opens the database read-only (nothing is migrated, adopted, checkpointed or indexed: the
+file stays byte-identical) and reports a database it cannot open as one failed check named
+``open``. Its JSON (stable; keys are only ever added)::
 
     {
       "status": "ok" | "warn" | "fail",          # the worst of the checks

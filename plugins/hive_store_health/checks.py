@@ -277,7 +277,10 @@ def check_integrity(store: Any) -> HealthResult | None:
             rows = [str(r[0])
                     for r in conn.execute(f"PRAGMA {pragma}({int(limit)})").fetchall()]
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc):
+            code = getattr(exc, "sqlite_errorcode", None)
+            damaged = isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_CORRUPT,
+                                                                sqlite3.SQLITE_NOTADB)
+            if isinstance(exc, sqlite3.OperationalError) and not damaged:
                 raise  # locked, I/O, ...: "could not check" (guarded)
             # Damage bad enough that the check itself stops is a finding, not an accident.
             return HealthResult(name="integrity", status="fail",
@@ -286,10 +289,12 @@ def check_integrity(store: Any) -> HealthResult | None:
     if rows == ["ok"]:
         return HealthResult(name="integrity", status="ok", message=f"{pragma} ok",
                             details={"pragma": pragma})
+    problems = [line for row in rows for line in row.splitlines() if line.strip()] or rows
+    first = next((p for p in problems if not p.startswith("***")), problems[0])
     return HealthResult(name="integrity", status="fail",
                         message=f"{pragma} found {len(rows)}{'+' if len(rows) >= limit else ''} "
-                                f"problem(s): {rows[0]}",
-                        details={"pragma": pragma, "problems": rows})
+                                f"problem(s): {first}",
+                        details={"pragma": pragma, "problems": problems})
 
 
 @guarded("foreign_keys")
@@ -329,16 +334,20 @@ def check_pragmas(store: Any) -> HealthResult | None:
     backend = _sqlite(store)
     if backend is None:
         return None
-    expected = {
+    expected: dict[str, Any] = {
         "journal_mode": "memory" if backend.memory else "wal",
         "foreign_keys": 1,
         "synchronous": {"normal": 1, "full": 2}[backend.options.durability],
         "busy_timeout": int(backend.options.busy_timeout * 1000),
     }
+    if getattr(backend, "read_only", False):
+        # Opened read-only, the file keeps its own journal mode (a legacy file's rollback
+        # journal until hive-store first writes it): reported, not expected.
+        del expected["journal_mode"]
     seen: list[dict[str, Any]] = []
 
     def read(conn: sqlite3.Connection) -> None:
-        seen.append({name: _pragma(conn, name) for name in expected})
+        seen.append({name: _pragma(conn, name) for name in (*expected, "journal_mode")})
 
     pool = backend.pool
     # The connection this thread would use anyway (its transaction's, or one from the pool),
@@ -390,7 +399,9 @@ def check_wal(store: Any) -> HealthResult | None:
     details: dict[str, Any] = {"wal_bytes": wal_bytes, "warn_bytes": opts.wal_warn_bytes,
                                "fail_bytes": opts.wal_fail_bytes}
     remaining = 0
-    if opts.wal_probe_checkpoint:
+    if getattr(backend, "read_only", False):
+        details["checkpoint"] = "skipped (opened read-only: a checkpoint writes the file)"
+    elif opts.wal_probe_checkpoint:
         with backend.connection() as conn:
             if conn.in_transaction:  # inside a write: a checkpoint cannot run here
                 details["checkpoint"] = "skipped (inside a transaction)"
@@ -415,6 +426,41 @@ def check_wal(store: Any) -> HealthResult | None:
                             details=details)
     status: Status = "fail" if any(s == "fail" for s, _ in problems) else "warn"
     return HealthResult(name="wal", status=status, message="; ".join(m for _, m in problems),
+                        details=details)
+
+
+@guarded("permissions")
+def check_permissions(store: Any) -> HealthResult | None:
+    """Who can read the database file (it holds license and API keys: other users should
+    not), and whether hive-store can write it where it is."""
+    backend = _sqlite(store)
+    path = _file(backend) if backend is not None else None
+    if backend is None or path is None:
+        return None
+    from hive_store_sqlite import files
+
+    modes = {}
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(OSError):
+            modes[name.name] = f"{name.stat().st_mode & 0o777:04o}"
+    unwritable = files.unwritable(path)
+    details: dict[str, Any] = {"modes": modes, "writable": unwritable is None,
+                               "read_only": bool(getattr(backend, "read_only", False)),
+                               "immutable": bool(getattr(backend, "immutable", False))}
+    problems = []
+    exposed = [f"{n} ({m})" for n, m in modes.items() if int(m, 8) & 0o044]
+    if exposed:
+        problems.append(f"readable by other users: {', '.join(exposed)}; it holds API and "
+                        f"license keys: run `chmod 600 {path}`")
+    if unwritable is not None:
+        details["why_not_writable"] = unwritable
+        problems.append(f"cannot be written here ({unwritable}): hive-store reads it "
+                        "read-only and refuses writes")
+    if problems:
+        return HealthResult(name="permissions", status="warn", message="; ".join(problems),
+                            details=details)
+    return HealthResult(name="permissions", status="ok",
+                        message=f"private ({modes.get(path.name, '?')}) and writable",
                         details=details)
 
 
@@ -583,6 +629,7 @@ CHECKS: tuple[Check, ...] = (
     check_foreign_keys,
     check_pragmas,
     check_wal,
+    check_permissions,
     check_freelist,
     check_disk_space,
     check_pool,

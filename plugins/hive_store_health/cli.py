@@ -58,6 +58,8 @@ def _existing_store(obj: Any, **kwargs: Any) -> Iterator[Any]:
     path = _db_path(obj)
     if path is not None and not path.exists():
         raise click.ClickException(f"no database at {path} (create one with `hive-store init`)")
+    if path is None:
+        kwargs.pop("read_only", None)  # an in-memory database is new anyway
     store = obj.open(**kwargs)
     try:
         yield store
@@ -90,8 +92,9 @@ def health(obj: Any, full: bool, options: tuple[str, ...]) -> None:
         path = _db_path(obj)
         if path is not None and not path.exists():
             raise ConfigurationError(f"no database at {path}")
-        # migrate=False: a health check observes (pending migrations, drift), never changes.
-        store = obj.open(migrate=False)
+        # read-only: a health check observes (pending migrations, drift, a backlog), never
+        # changes a byte of the file (no WAL switch, no adoption, no checkpoint, no indexing).
+        store = obj.open(read_only=True) if path is not None else obj.open(migrate=False)
     except HiveStoreError as exc:
         report = HealthReport("fail", (HealthResult(
             name="open", status="fail", message=f"cannot open the database: {exc}"),))
@@ -134,7 +137,7 @@ def stats_command(obj: Any, since: str | None, until: str | None,
         window(since, until)
     except HiveStoreError as exc:
         raise click.BadParameter(str(exc), param_hint="'--since/--until'") from None
-    with _existing_store(obj) as store:
+    with _existing_store(obj, read_only=True) as store:  # statistics never write
         data = stats(store, since=since, until=until)
     if plot_to:
         plot(data, plot_to)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import attrs
+from hive_store_sqlite import files
 
 from hive_store.errors import ConfigurationError, HiveStoreError, StorageError, StoreClosed
 
@@ -53,11 +54,37 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+def _ro(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the database file ``path`` (its name percent-encoded in the
+    URI: ``?``, ``#`` and ``%`` are part of a file name, never URI syntax)."""
+    return sqlite3.connect(files.uri(path, mode="ro"), uri=True)
+
+
+def _regular(path: Path, what: str) -> None:
+    """Refuse a ``path`` that exists and is not a regular file, as a MaintenanceError."""
+    try:
+        files.require_regular(path, what)
+    except StorageError as exc:
+        raise MaintenanceError(str(exc)) from None
+
+
+def _folder(path: Path) -> None:
+    """The folder of ``path`` must exist (a mistyped path is not a new directory tree)."""
+    folder = path.parent
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise MaintenanceError(f"{folder} is not a folder (in the path {path})")
+    raise MaintenanceError(f"the folder {folder} does not exist (is the path {path} right? "
+                           "create the folder first)")
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _os_errors(what: str) -> Callable[[F], F]:
-    """File-system errors (permissions, a full disk) become one-line MaintenanceErrors."""
+    """File-system errors (permissions, a full disk) become one-line MaintenanceErrors, and
+    sqlite3 errors hive_store errors."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
@@ -67,6 +94,8 @@ def _os_errors(what: str) -> Callable[[F], F]:
             except OSError as exc:
                 where = f" ({exc.filename})" if exc.filename else ""
                 raise MaintenanceError(f"{what} failed: {exc.strerror or exc}{where}") from None
+            except sqlite3.Error as exc:  # never a bare sqlite3 error to the caller
+                raise _err(exc, what) from None
 
         return cast(F, inner)
 
@@ -104,8 +133,10 @@ class _Unreadable(MaintenanceError):
 
 
 def _lock_failure(exc: sqlite3.Error) -> bool:
-    low = str(exc).lower()
-    return "locked" in low or "busy" in low
+    """SQLite refused because of another connection's lock (by result code, never by the
+    message)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 # -- operations on an open store -----------------------------------------------------------------
@@ -270,23 +301,26 @@ class Maintenance:
         target = Path(os.fspath(dest)).expanduser().absolute()
         if step_pages < 1:
             raise ConfigurationError("step_pages must be >= 1")
+        if target.is_symlink():
+            target = target.resolve()  # write where the link points, never over the link
+        _regular(target, "backup")  # /dev/null, a FIFO, a folder: refused, never replaced
         if self.path is not None and target.exists() and target.samefile(self.path):
             raise MaintenanceError(f"{target} is the database itself; choose another DEST")
-        if target.is_dir():
-            raise MaintenanceError(f"{target} is a directory; give a file name")
+        _folder(target)
+        files.clean_partials(target)  # what a killed backup left next to it
         if target.exists():
             if not force:
                 raise MaintenanceError(f"{target} exists; use --force (force=True) to overwrite")
             with contextlib.suppress(_Unreadable), exclusive(target, "overwrite"):
                 pass  # only checks that nobody has it open
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
+        partial = files.partial_name(target)
         start = time.perf_counter()
         _create_private(partial)
         try:
             pages = self._copy_to(partial, progress, step_pages)
             if verify:
                 _verify(partial, full=False, what="the backup")
+            _regular(target, "backup")  # still (it could have been replaced meanwhile)
             if target.exists():
                 for side in _sidecars(target):
                     side.unlink(missing_ok=True)
@@ -334,7 +368,7 @@ class Maintenance:
 def _verify(path: Path, *, full: bool, what: str) -> None:
     pragma = "integrity_check" if full else "quick_check"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = _ro(path)
     except sqlite3.Error as exc:
         raise MaintenanceError(f"cannot open {what} {path}: {exc}") from None
     try:
@@ -384,11 +418,15 @@ def exclusive(path: Path, purpose: str, *, timeout: float = 0.2) -> Iterator[sql
 
 
 def _looks_like_hive(path: Path) -> bool:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    finally:
-        conn.close()
+        conn = _ro(path)
+        try:
+            names = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise MaintenanceError(f"{path} is not a usable SQLite database ({exc})") from None
     return bool(names & {"conversations", "hive_store_migrations"})
 
 
@@ -407,6 +445,10 @@ def restore(src: str | os.PathLike[str], target: str | os.PathLike[str], *,
     """
     source = Path(os.fspath(src)).expanduser().absolute()
     dest = Path(os.fspath(target)).expanduser().absolute()
+    if dest.is_symlink():
+        dest = dest.resolve()  # restore into the file the link points to, keep the link
+    _regular(source, "backup")
+    _regular(dest, "database")  # a device, a FIFO, a folder: refused, never replaced
     if not source.is_file():
         raise MaintenanceError(f"no backup file at {source}")
     if dest.exists() and source.samefile(dest):
@@ -415,11 +457,12 @@ def restore(src: str | os.PathLike[str], target: str | os.PathLike[str], *,
     if not _looks_like_hive(source):
         raise MaintenanceError(f"{source} is a SQLite database but not a Hive one "
                                "(no conversations or hive_store_migrations table)")
+    _folder(dest)
+    files.clean_partials(dest)  # copies a killed restore left
     start = time.perf_counter()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     kept = dest.with_name(f"{dest.name}.pre-restore-{stamp}")
     if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
         _create_private(dest)
         kept_path = None
         try:
@@ -432,13 +475,7 @@ def restore(src: str | os.PathLike[str], target: str | os.PathLike[str], *,
     else:
         try:
             with exclusive(dest, "restore over", timeout=lock_timeout) as conn:
-                _create_private(kept)
-                copy = sqlite3.connect(kept, isolation_level=None)
-                try:
-                    conn.backup(copy)
-                    copy.execute("PRAGMA journal_mode = DELETE")
-                finally:
-                    copy.close()
+                _keep_copy(conn, dest, kept)
                 kept_path = str(kept)
                 pages = _write_into(conn, source)
         except _Unreadable:
@@ -455,9 +492,28 @@ def restore(src: str | os.PathLike[str], target: str | os.PathLike[str], *,
             "seconds": round(time.perf_counter() - start, 3)}
 
 
+def _keep_copy(conn: sqlite3.Connection, dest: Path, kept: Path) -> None:
+    """A consistent copy of the locked database as ``kept``: written under a temporary name
+    and renamed, so a killed restore leaves no half copy that looks finished."""
+    partial = files.partial_name(dest)
+    _create_private(partial)
+    try:
+        copy = sqlite3.connect(partial, isolation_level=None)
+        try:
+            conn.backup(copy)
+            copy.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            copy.close()
+        os.replace(partial, kept)
+    except BaseException:
+        for leftover in (partial, *_sidecars(partial)):
+            leftover.unlink(missing_ok=True)
+        raise
+
+
 def _write_into(conn: sqlite3.Connection, source: Path) -> int:
     """Back ``source`` up into the locked connection, atomically, and check the result."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    src = _ro(source)
     try:
         # Out of WAL for the copy: a WAL database cannot change its page size, and the
         # rollback journal makes the whole replacement one atomic transaction.

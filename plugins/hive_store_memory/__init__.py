@@ -1,4 +1,4 @@
-"""hive-store plugin: Hive's memory — full-text knowledge search, thematic clustering and
+"""hive-store plugin: Hive's memory — full-text knowledge search, topics and themes, and
 context retrieval, on the store's own tables.
 
 Registered under the ``hive_store`` entry-point group (``memory``) like any third-party plugin;
@@ -6,11 +6,19 @@ it uses only the core's hooks, plus one of its own (:mod:`hive_store_memory.hook
 SQLite store opens, ``store.memory`` is a :class:`Memory` (typed: :func:`memory_of`)::
 
     with hive_store.open() as store:
-        hits = store.memory.search("wal checkpoint", limit=10)            # ranked, highlighted
+        hits = store.memory.search("how does wal work", limit=10)         # ranked, highlighted
         hits[0].marked("**", "**"), hits[0].entity                         # snippet, the row
-        store.memory.themes()                                               # themes, largest first
+        store.memory.topics()                                               # subjects > themes
         ctx = store.memory.context_for("tell me more about that", now=...) # Hive's layers
         [(i.layer, i.reason) for i in ctx]
+
+The modules: :mod:`~hive_store_memory.service` (``Memory``: keeping the index in step, status,
+the API), :mod:`~hive_store_memory.search`, :mod:`~hive_store_memory.themes` (themes and topics
+in the store), :mod:`~hive_store_memory.clustering` (the theme model),
+:mod:`~hive_store_memory.topics` (topics over themes), :mod:`~hive_store_memory.context`,
+:mod:`~hive_store_memory.index` (the FTS5 index and its change log),
+:mod:`~hive_store_memory.sqlgen` (SQL generated from one description of the indexed tables),
+:mod:`~hive_store_memory.indexer` (the background thread), :mod:`~hive_store_memory.text`.
 
 What it adds to a database (migration set ``hive_store_memory``, all names prefixed
 ``hive_store_memory_``, so ``hive-store schema diff`` and the Hive schema stay as they are):
@@ -21,13 +29,14 @@ What it adds to a database (migration set ``hive_store_memory``, all names prefi
   another program, such as the Hive apps, writes the tables, and through ``INSERT OR
   REPLACE``): that is all a write pays. A background thread per open store
   (:mod:`hive_store_memory.indexer`), woken after each commit that touched these tables,
-  applies the log to the index in short transactions of its own; every read through the
-  plugin applies what is left first, so a caller finds what it committed. Existing rows are
-  indexed by the migration (see :mod:`hive_store_memory.index`);
-* themes (``hive_store_memory_themes``: name, keywords, centroid, member count, last activity)
-  and memberships with a score (``hive_store_memory_members``); conversations are tagged in
-  Hive's ``conversation_topics`` with ``theme:<name>`` and Hive's hierarchy topics
-  (``programming:python`` …).
+  applies the log to the index in short transactions of its own; a read through the plugin
+  applies what is left first when that is little, and otherwise answers from the index as it
+  is and says so (``complete``, ``pending``). Existing rows are indexed by the migration;
+* themes (``hive_store_memory_themes``: name, keywords, centroid, term counts, topic, member
+  count, last activity), memberships with a score (``hive_store_memory_members``) and topics
+  above the themes (``hive_store_memory_topics``); conversations are tagged in Hive's
+  ``conversation_topics`` with ``theme:<name>`` and Hive's hierarchy topics
+  (``programming:python`` …); rows the index could not take (``hive_store_memory_failed``).
 
 New knowledge entries join a theme when the indexer has indexed them, after the commit
 (``HIVE_STORE_MEMORY_AUTO_ASSIGN=0`` turns that off, e.g. for a bulk import;
@@ -36,13 +45,14 @@ indexer; ``store.memory.flush()`` catches up in the calling thread.
 ``HIVE_STORE_MEMORY_POLL`` (seconds, default 5, ``0`` = never) is how often the indexer looks
 for changes other programs logged.
 
-Command line: ``hive-store memory search "…" [--json] [--limit N] [--kind T] [--since T]
-[--advanced]``, ``themes [--json]``, ``context "…"``, ``status``, ``reindex``,
-``recluster [--threshold X]``.
+Command line: ``hive-store memory search "…" [--limit N] [--kind T] [--since T] [--group]
+[--advanced]``, ``themes`` (topics with their themes), ``context "…"``, ``status``,
+``reindex``, ``recluster [--threshold X]``.
 
 A health check (``memory_index``) catches up, then warns when that failed (the indexer's error),
-when the index and the tables differ (e.g. triggers dropped by a table rebuild; ``reindex``
-restores them) or the themes need ``recluster``.
+when rows were set aside or the indexer stopped, when the index and the tables differ (e.g.
+triggers dropped by a table rebuild; ``reindex`` restores them) or the themes need
+``recluster``.
 """
 
 from __future__ import annotations
@@ -59,10 +69,13 @@ from hive_store.hookspecs import hookimpl, listens_when
 from hive_store.migrations import MigrationSet
 from hive_store.store import Store
 from hive_store_memory.clustering import ClusterParams, Embedder
+from hive_store_memory.common import describe
 from hive_store_memory.hookspecs import add_hookspecs
 from hive_store_memory.index import KINDS, IndexStatus, SearchHit, SearchResults, has_pending
 from hive_store_memory.indexer import Indexer
-from hive_store_memory.memory import ContextItem, Memory, MemoryContext, ReclusterReport, Theme
+from hive_store_memory.results import ContextItem, MemoryContext, ReclusterReport, Theme, Topic
+from hive_store_memory.service import Memory
+from hive_store_memory.sqlgen import expand
 from hive_store_memory.text import FollowUp, detect_follow_up, topics_for
 
 __all__ = [
@@ -79,6 +92,7 @@ __all__ = [
     "SearchHit",
     "SearchResults",
     "Theme",
+    "Topic",
     "add_hookspecs",
     "detect_follow_up",
     "memory_of",
@@ -94,11 +108,16 @@ _set: MigrationSet | None = None
 
 
 def migration_set() -> MigrationSet:
-    """The plugin's migration set (parsed once)."""
+    """The plugin's migration set (parsed once): the files of ``migrations/`` with their
+    ``-- @include:`` lines expanded (:func:`hive_store_memory.sqlgen.expand`)."""
     global _set
     if _set is None:
-        _set = MigrationSet.from_package(NAMESPACE, "hive_store_memory.migrations",
-                                         depends_on=("hive_store",))
+        from importlib import resources
+
+        root = resources.files("hive_store_memory.migrations")
+        files = sorted((entry.name, expand(entry.read_text(encoding="utf-8")))
+                       for entry in root.iterdir() if entry.name.endswith(".sql"))
+        _set = MigrationSet.from_sql(NAMESPACE, files, depends_on=("hive_store",))
     return _set
 
 
@@ -136,8 +155,9 @@ def _poll_interval() -> float | None:
 def _embedder(store: Store) -> Embedder | None:
     try:
         result: Embedder | None = store.plugins.pm.hook.hive_store_memory_embedder(store=store)
-    except Exception:
-        log.exception("memory: the hive_store_memory_embedder hook failed; using TF-IDF")
+    except Exception as exc:
+        log.error("memory: the hive_store_memory_embedder hook failed (%s); using TF-IDF",
+                  describe(exc, limit=200))
         return None
     if result is not None and not isinstance(result, Embedder):
         log.error("memory: the embedder %r has no name/embed(); using TF-IDF", result)
@@ -167,6 +187,8 @@ def hive_store_store_opened(store: Store) -> None:
         if not memory.installed(conn):
             return  # not migrated to the plugin's latest schema: its reads say so
         waiting = has_pending(conn)  # e.g. rows other programs wrote while it was closed
+    if getattr(store.backend, "read_only", False):
+        return  # nothing may be written: reads search the index as it is and say so
     memory.indexer = Indexer(memory, poll_interval=_poll_interval()).start()
     if waiting:
         memory.wake()
@@ -176,12 +198,12 @@ def hive_store_store_opened(store: Store) -> None:
 def hive_store_store_closing(store: Store) -> None:
     memory = store.services.get(SERVICE)  # the core detaches it after the closing hooks
     if isinstance(memory, Memory):
-        memory.close()  # stops and joins the indexer thread
+        memory.close()  # stops and joins the indexer thread; later calls raise StoreClosed
 
 
 def _indexing(store: Store) -> bool:
     memory = store.services.get(SERVICE)
-    return isinstance(memory, Memory) and memory.indexer is not None
+    return isinstance(memory, Memory) and memory.indexer is not None and not memory._closed
 
 
 @hookimpl
@@ -215,26 +237,37 @@ def hive_store_register_health_checks() -> Sequence[Any]:
 
 
 def check_memory_index(store: Store) -> list[HealthResult]:
-    """``memory_index``: catches up, then the full-text index against the tables, and the
-    themes."""
+    """``memory_index``: catches up (unless the database is read-only), then compares the
+    full-text index with the tables, and reports rows set aside, a stopped indexer and themes
+    that need ``recluster``."""
     memory = store.services.get(SERVICE)
-    if not isinstance(memory, Memory):
+    if not isinstance(memory, Memory) or memory._closed:
         return []
-    try:
-        memory.flush()
-        caught_up = None
-    except ConfigurationError:
-        raise
-    except HiveStoreError as exc:
-        caught_up = f"{type(exc).__name__}: {exc}"
+    caught_up = None
+    if not memory._read_only_now():
+        try:
+            memory.flush()
+        except ConfigurationError:
+            raise
+        except HiveStoreError as exc:
+            caught_up = describe(exc)
     st = memory.status(flush=False)
     details = st.to_dict()
-    if caught_up is not None:
-        what = ("the database is read-only" if memory.read_only
-                else f"the indexer cannot catch up ({caught_up})")
+
+    def warn(message: str) -> list[HealthResult]:
         return [HealthResult(name="memory_index", status="warn", details=details,
-                             message=f"{what}: {st.pending} logged changes are not searchable "
-                                     "yet")]
+                             message=message)]
+
+    if memory._read_only_now() and st.pending:
+        return warn(f"the database is read-only: {st.pending} logged changes are not "
+                    "searchable yet")
+    if caught_up is not None:
+        return warn(f"the indexer cannot catch up ({caught_up}): {st.pending} logged changes "
+                    "are not searchable yet")
+    if st.failed:
+        kind, key, error = st.failed_rows[0]
+        return warn(f"{st.failed} rows could not be indexed and were set aside (first: {kind} "
+                    f"{key!r}: {error}): fix the cause, then run `hive-store memory reindex`")
     if not st.in_step:
         problems = []
         if st.missing_triggers:
@@ -244,18 +277,15 @@ def check_memory_index(store: Store) -> list[HealthResult]:
             problems.append("documents differ from rows in " + ", ".join(differ))
         if st.indexed != sum(st.documents.values()):
             problems.append(f"{st.indexed} indexed for {sum(st.documents.values())} documents")
-        return [HealthResult(name="memory_index", status="warn", details=details,
-                             message="; ".join(problems) + ": run `hive-store memory reindex`")]
+        return warn("; ".join(problems) + ": run `hive-store memory reindex`")
     if st.themes_stale:
-        return [HealthResult(name="memory_index", status="warn", details=details,
-                             message=f"themes were built with {st.space}, the active space is "
-                                     f"{st.active_space}: run `hive-store memory recluster`")]
+        return warn(f"themes were built with {st.space}, the active space is "
+                    f"{st.active_space}: run `hive-store memory recluster`")
     if st.unassigned:
         failed = (f" (last failure, {memory.last_failure[0]}: {memory.last_failure[1]})"
                   if memory.last_failure else "")
-        return [HealthResult(name="memory_index", status="warn", details=details,
-                             message=f"{st.unassigned} knowledge entries have no theme: run "
-                                     f"`hive-store memory recluster`{failed}")]
+        return warn(f"{st.unassigned} knowledge entries have no theme: run "
+                    f"`hive-store memory recluster`{failed}")
     total = sum(st.documents.values())
     return [HealthResult(name="memory_index", status="ok", details=details,
-                         message=f"{total} documents, {st.themes} themes")]
+                         message=f"{total} documents, {st.themes} themes in {st.topics} topics")]

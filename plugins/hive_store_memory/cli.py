@@ -74,20 +74,27 @@ def memory() -> None:
 @click.option("--since", metavar="TIME", help="Only rows from this ISO date/time on (UTC).")
 @click.option("--advanced", is_flag=True,
               help="TEXT is an FTS5 query (AND/OR/NOT, \"phrase\", prefix*, NEAR, title:).")
+@click.option("--group", is_flag=True, help="One hit per conversation (its best).")
 @pass_ctx
 def search(obj: CLIContext, text: str, limit: int, kinds: tuple[str, ...], since: str | None,
-           advanced: bool) -> None:
-    """Search the knowledge base; every word of TEXT must occur (ranked by BM25)."""
+           advanced: bool, group: bool) -> None:
+    """Search the knowledge base for TEXT: documents with every word first, then those with
+    its distinctive words (ranked by BM25)."""
     from hive_store_memory import memory_of
 
     start = _when(since, "--since")
     with obj.open() as store:
         hits = memory_of(store).search(text, limit=limit, since=start,
-                                       kinds=list(kinds) or None, advanced=advanced)
-    data = {"query": text, "advanced": advanced, "hits": [h.to_dict() for h in hits]}
+                                       kinds=list(kinds) or None, advanced=advanced,
+                                       group=group)
+    data = {"query": text, "advanced": advanced, "group": group, "complete": hits.complete,
+            "pending": hits.pending, "hits": [h.to_dict() for h in hits]}
 
     def human() -> None:
         con = _console()
+        if not hits.complete:
+            con.print(f"[yellow]{hits.pending} recent changes are not searchable yet (the "
+                      "indexer is catching up, or the database is read-only)[/]")
         if not hits:
             con.print("no matches")
             return
@@ -103,31 +110,42 @@ def search(obj: CLIContext, text: str, limit: int, kinds: tuple[str, ...], since
 
 
 @memory.command("themes")
-@click.option("--limit", "-n", type=click.IntRange(1, 1_000_000), help="At most this many.")
+@click.option("--limit", "-n", type=click.IntRange(1, 1_000_000),
+              help="At most this many topics.")
 @pass_ctx
 def themes(obj: CLIContext, limit: int | None) -> None:
-    """Themes of the knowledge base with their sizes and top keywords, largest first."""
+    """Topics of the knowledge base, largest first, with the themes inside each."""
     from hive_store_memory import memory_of
 
     with obj.open() as store:
         mem = memory_of(store)
-        found = mem.themes(limit=limit)
+        found = mem.topics(limit=limit)
+        loose = [t for t in mem.themes() if t.topic_id is None]
         status = mem.status()
-    data = {"themes": [t.to_dict() for t in found], "unassigned": status.unassigned,
+    data = {"topics": [t.to_dict() for t in found], "themes_without_topic":
+            [t.to_dict() for t in loose], "unassigned": status.unassigned,
             "stale": status.themes_stale, "space": status.space or status.active_space}
 
     def human() -> None:
         from rich.table import Table
 
         con = _console()
-        if not found:
+        if not found and not loose:
             con.print("no themes yet")
         else:
-            table = Table("id", "theme", "entries", "last activity", "keywords", box=None)
-            for t in found:
+            table = Table("id", "topic / theme", "entries", "last activity", "keywords",
+                          box=None)
+            for topic in found:
+                table.add_row(str(topic.id), f"[bold]{escape(topic.name)}[/]",
+                              str(topic.member_count), "", escape(", ".join(topic.keywords)))
+                for t in topic.themes:
+                    last = t.last_activity.strftime("%Y-%m-%d %H:%M") if t.last_activity else "-"
+                    table.add_row(f"  {t.id}", f"  {escape(t.name)}", str(t.member_count), last,
+                                  escape(", ".join(t.keywords[:5])))
+            for t in loose:
                 last = t.last_activity.strftime("%Y-%m-%d %H:%M") if t.last_activity else "-"
-                table.add_row(str(t.id), escape(t.name), str(t.member_count), last,
-                              escape(", ".join(t.keywords)))
+                table.add_row(str(t.id), f"{escape(t.name)} (no topic yet)",
+                              str(t.member_count), last, escape(", ".join(t.keywords[:5])))
             con.print(table)
         if status.themes_stale:
             con.print(f"[yellow]the themes were built with {escape(status.space)}; the active "
@@ -210,8 +228,13 @@ def status(obj: CLIContext) -> None:
                       f"({escape(why)})[/]")
         if st.missing_triggers:
             con.print(f"[yellow]missing triggers: {escape(', '.join(st.missing_triggers))}[/]")
-        con.print(f"{'themes':>24}: {st.themes} ({escape(st.space or st.active_space)}), "
-                  f"{st.unassigned} entries unassigned")
+        con.print(f"{'themes':>24}: {st.themes} in {st.topics} topics "
+                  f"({escape(st.space or st.active_space)}), {st.unassigned} entries unassigned")
+        if st.failed:
+            con.print(f"[yellow]{st.failed} rows could not be indexed (set aside; "
+                      "`hive-store memory reindex` tries again)[/]")
+        if st.indexer.get("stopped"):
+            con.print(f"[yellow]the indexer stopped: {escape(str(st.indexer['stopped']))}[/]")
 
     obj.emit(st.to_dict(), human)
 
@@ -241,6 +264,6 @@ def recluster(obj: CLIContext, threshold: float | None) -> None:
     with obj.open() as store, _progress("clustering") as progress:
         report = memory_of(store).recluster(threshold=threshold, progress=progress)
     obj.emit(report.to_dict(),
-          lambda: click.echo(f"{report.entries} entries in {report.themes} themes "
-                             f"(space {report.params.space}, threshold "
+          lambda: click.echo(f"{report.entries} entries in {report.themes} themes, "
+                             f"{report.topics} topics (space {report.params.space}, threshold "
                              f"{report.params.threshold:g})"))

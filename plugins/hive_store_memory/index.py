@@ -41,69 +41,39 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import attrs
 
-from hive_store.entities import ConsensusFact, CuratorTruth, KnowledgeConversation, Message
+from hive_store_memory.common import julian_to_datetime
+from hive_store_memory.sqlgen import (
+    DOCS,
+    LOG,
+    MARKS,
+    META,
+    PREFIX,
+    SOURCE_BY_TABLE,
+    SOURCES,
+    TRIGGERS,
+    Source,
+    register_sql,
+    retime_sql,
+)
 
-PREFIX = "hive_store_memory"
-DOCS = f"{PREFIX}_docs"
+__all__ = ["DOCS", "LOG", "MARKS", "META", "PREFIX", "SOURCES", "SOURCE_BY_TABLE", "TRIGGERS",
+           "Source", "julian_to_datetime"]
+
 FTS = f"{PREFIX}_fts"
-LOG = f"{PREFIX}_log"
-MARKS = f"{PREFIX}_marks"
 BATCH = f"{PREFIX}_batch"  # temp: the documents of one apply_log batch
-META = f"{PREFIX}_meta"
 FRONTIER = "assign_from"  # meta: knowledge documents above this number wait for a theme
 SNIPPETS = f"{PREFIX}_snippets"
 TOKENIZE = "porter unicode61 remove_diacritics 2"
 
 ProgressFn = Callable[[int, int], None]
 
-
-@attrs.frozen
-class Source:
-    """One indexed table: its entity, the SQL of its document's title and body (``{x}`` is
-    the row alias; the same expressions as the migration's triggers) and its columns."""
-
-    table: str
-    short: str
-    entity: type
-    pk: str
-    title_sql: str
-    body_sql: str
-    conversation: str
-    time: str
-    uniques: tuple[str, ...] = ()
-
-    def title_of(self, x: str) -> str:
-        return self.title_sql.format(x=x)
-
-    def body_of(self, x: str) -> str:
-        return self.body_sql.format(x=x)
-
-
-SOURCES: tuple[Source, ...] = (
-    Source("knowledge_conversations", "kc", KnowledgeConversation, "id", "{x}.question",
-           "CASE WHEN {x}.source_of_truth = {x}.final_answer THEN {x}.final_answer "
-           "ELSE {x}.final_answer || char(10) || {x}.source_of_truth END",
-           "conversation_id", "created_at"),
-    Source("curator_truths", "ct", CuratorTruth, "id", "coalesce({x}.topic_summary, '')",
-           "{x}.curator_output", "conversation_id", "created_at", ("conversation_id",)),
-    Source("consensus_facts", "cf", ConsensusFact, "id", "{x}.source_question", "{x}.content",
-           "source_conversation_id", "created_at", ("semantic_fingerprint",)),
-    Source("messages", "msg", Message, "id", "''", "{x}.content", "conversation_id",
-           "timestamp"),
-)
-SOURCE_BY_TABLE = {s.table: s for s in SOURCES}
 KINDS: tuple[str, ...] = tuple(s.table for s in SOURCES)
 KNOWLEDGE = "knowledge_conversations"
-TRIGGERS: tuple[str, ...] = (
-    *(f"{PREFIX}_{s.short}_{op}" for s in SOURCES
-      for op in (("bi", "ai", "au", "ad") if s.table == "curator_truths" else ("bi", "au", "ad"))),
-    f"{PREFIX}_docs_ad", f"{PREFIX}_members_ad",
-)
 
 
 def doc_text(kind: str, entity: Any) -> tuple[str, str]:
@@ -126,21 +96,11 @@ def doc_text(kind: str, entity: Any) -> tuple[str, str]:
 
 # -- time -----------------------------------------------------------------------------------------
 
-_JD_EPOCH = 2440587.5  # julian day of 1970-01-01T00:00:00Z
-
 
 def julian_to_iso(jd: float | None) -> str | None:
     """A julian day (as SQLite's ``julianday()`` gives it) as an RFC 3339 UTC timestamp."""
-    if jd is None:
-        return None
-    when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=jd - _JD_EPOCH)
-    return when.isoformat(timespec="microseconds")
-
-
-def julian_to_datetime(jd: float | None) -> datetime | None:
-    if jd is None:
-        return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=jd - _JD_EPOCH)
+    when = julian_to_datetime(jd)
+    return when.isoformat(timespec="microseconds") if when is not None else None
 
 
 # -- hits -----------------------------------------------------------------------------------------
@@ -163,6 +123,7 @@ class SearchHit:
     :ivar highlights: ``(start, end)`` offsets of the matched words in ``snippet``
     :ivar conversation_id: the conversation the row belongs to, if any
     :ivar created_at: the row's time (``created_at``, or a message's ``timestamp``)
+    :ivar doc_id: the document's number in the index
     """
 
     kind: str
@@ -173,6 +134,7 @@ class SearchHit:
     highlights: tuple[tuple[int, int], ...] = ()
     conversation_id: str | None = None
     created_at: datetime | None = None
+    doc_id: int = attrs.field(default=0, repr=False)
 
     def marked(self, open: str = "[", close: str = "]") -> str:
         """The snippet with each highlight wrapped in ``open`` … ``close``."""
@@ -328,7 +290,9 @@ class IndexStatus:
         a catch-up; more while the indexer is behind, or when the catch-up could not write,
         e.g. a read-only database)
     :ivar unassigned: knowledge entries without a theme
-    :ivar themes: number of themes
+    :ivar themes: number of themes; ``topics`` of topics
+    :ivar failed: rows set aside because the index could not take them (``failed_rows``:
+        the first, as ``(table, key, error)``); ``reindex`` tries them again
     :ivar space: the vector space the themes were built in; ``active_space`` the one in use
     :ivar indexer: the background indexer: ``running``, ``read_only``, ``last_error`` (the
         last catch-up that failed, if the next did not succeed), counters
@@ -344,6 +308,9 @@ class IndexStatus:
     space: str | None
     active_space: str
     indexer: dict[str, Any] = attrs.field(factory=dict)
+    topics: int = 0
+    failed: int = 0
+    failed_rows: tuple[tuple[str, Any, str], ...] = ()
 
     @property
     def in_step(self) -> bool:
@@ -360,6 +327,7 @@ class IndexStatus:
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)
         data["missing_triggers"] = list(self.missing_triggers)
+        data["failed_rows"] = [list(r) for r in self.failed_rows]
         data["in_step"] = self.in_step
         data["themes_stale"] = self.themes_stale
         return data
@@ -372,6 +340,13 @@ def has_pending(conn: sqlite3.Connection) -> bool:
 
 def pending_count(conn: sqlite3.Connection) -> int:
     return int(conn.execute(f"SELECT count(*) FROM {LOG}").fetchone()[0])
+
+
+def pending_estimate(conn: sqlite3.Connection) -> int:
+    """At least the number of log rows waiting, at most a little more (the span of their
+    numbers: two lookups, however long the log is)."""
+    row = conn.execute(f"SELECT max(seq) - min(seq) + 1 FROM {LOG}").fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else 0
 
 
 @attrs.frozen
@@ -389,7 +364,8 @@ class Applied:
 
 
 def _batch_sql() -> dict[str, str]:
-    """The statements of :func:`apply_log` that name every source table."""
+    """The statements of :func:`apply_log` that name every source table (generated from
+    :data:`SOURCES`)."""
     index = " UNION ALL ".join(
         f"SELECT d.doc_id, {s.title_of('t')}, {s.body_of('t')} FROM temp.{BATCH} AS b "
         f"JOIN {DOCS} AS d ON d.doc_id = b.doc_id "
@@ -402,15 +378,9 @@ def _batch_sql() -> dict[str, str]:
             f"DELETE FROM {DOCS} WHERE kind = '{s.table}' AND doc_id IN "
             f"(SELECT doc_id FROM temp.{BATCH}) AND NOT EXISTS "
             f"(SELECT 1 FROM {table} AS t WHERE t.{pk} = {DOCS}.key)")
-        sql[f"meta:{s.table}"] = (
-            f'UPDATE {DOCS} SET conversation_id = t."{s.conversation}", '
-            f'at = julianday(t."{s.time}") FROM {table} AS t '
-            f"WHERE {DOCS}.kind = '{s.table}' AND t.{pk} = {DOCS}.key "
-            f"AND {DOCS}.doc_id IN (SELECT doc_id FROM temp.{BATCH})")
-        sql[f"new:{s.table}"] = (
-            f"INSERT INTO {DOCS} (kind, key, conversation_id, at) "
-            f'SELECT \'{s.table}\', t.{pk}, t."{s.conversation}", julianday(t."{s.time}") '
-            f"FROM {table} AS t WHERE t.{pk} = ?")
+        sql[f"meta:{s.table}"] = retime_sql(
+            s, f"{DOCS}.doc_id IN (SELECT doc_id FROM temp.{BATCH})")
+        sql[f"new:{s.table}"] = register_sql(s, f"t.{pk} = ?")
     return sql
 
 
@@ -534,14 +504,9 @@ def repair_documents(conn: sqlite3.Connection) -> None:
         table, pk = f'"{s.table}"', f'"{s.pk}"'
         conn.execute(f"DELETE FROM {DOCS} WHERE kind = ? AND NOT EXISTS "
                      f"(SELECT 1 FROM {table} AS t WHERE t.{pk} = {DOCS}.key)", (s.table,))
-        conn.execute(f'UPDATE {DOCS} SET conversation_id = t."{s.conversation}", '
-                     f'at = julianday(t."{s.time}") FROM {table} AS t '
-                     f"WHERE {DOCS}.kind = ? AND t.{pk} = {DOCS}.key", (s.table,))
-        conn.execute(f'INSERT INTO {DOCS} (kind, key, conversation_id, at) '
-                     f'SELECT ?, t.{pk}, t."{s.conversation}", julianday(t."{s.time}") '
-                     f"FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM {DOCS} AS d "
-                     f"WHERE d.kind = ? AND d.key = t.{pk}) ORDER BY t.rowid",
-                     (s.table, s.table))
+        conn.execute(retime_sql(s))
+        conn.execute(register_sql(s, f"NOT EXISTS (SELECT 1 FROM {DOCS} AS d WHERE d.kind = "
+                                     f"'{s.table}' AND d.key = t.{pk}) ORDER BY t.rowid"))
 
 
 def rebuild_index(conn: sqlite3.Connection, progress: ProgressFn | None = None,

@@ -10,17 +10,23 @@ Writes only append to ``hive_store_memory_log`` (triggers); the cost of indexing
 * the thread catches up with ``Memory._catch_up``: batches of at most ``Memory.batch_size``
   log rows, each in its own short write transaction, then theme assignment of the entries it
   indexed, also in batches;
-* it is polite to writers: before each batch it waits until no commit has happened for
-  :attr:`Indexer.quiet` seconds (0.05), but at most :attr:`Indexer.max_delay` seconds (1.0). So
-  a bulk import is not slowed by indexing (it waits for the pause after it, or does one batch
-  a second), and an interactive write is indexed ~50 ms after its commit. A reader that needs
-  the index does not wait for this: it catches up itself (:meth:`Memory.flush`), and
-  :meth:`wait_idle` makes the thread skip the waiting;
+* it is polite to writers: each batch is a short transaction (about
+  ``Memory.write_seconds``, 4 ms, while a commit happened in the last second, else 50 ms: the
+  batch size adapts), theme assignment is computed outside the write lock in slices of the
+  same length, and before each batch it waits until no commit
+  has happened for :attr:`Indexer.quiet` seconds (0.05), but at most
+  :attr:`Indexer.max_delay` seconds (1.0); while writers are active it also rests as long as
+  its last batch took (at most half of the time is its). So a bulk import is not slowed by
+  indexing (it waits for the pause after it, or does one batch a second), and an interactive
+  write is indexed ~50 ms after its commit. A reader with a small backlog catches up itself
+  (:meth:`Memory.flush`); :meth:`wait_idle` makes the thread skip the waiting;
 * it also looks at the log every ``poll_interval`` seconds (``HIVE_STORE_MEMORY_POLL``;
   default 5, 0 = never), for rows other programs wrote;
-* errors are logged (type and message; never row text or settings) and kept for the
-  ``memory_index`` health check; the thread retries with a back-off (0.1 s doubling to 30 s)
-  and never raises into a writer. A read-only database is noticed once and left alone.
+* errors are logged once per streak (type and message; never row text, settings or a
+  traceback) and kept for the ``memory_index`` health check; an error that goes away is
+  retried with a back-off (0.1 s doubling to 30 s), one that stays (a read-only or damaged
+  file, rows the index cannot take) stops the work until ``flush``/``reindex`` or the next
+  open (``Memory.stopped``). Nothing is ever raised into a writer.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hive_store_memory.memory import Memory
+    from hive_store_memory.service import Memory
 
 log = logging.getLogger("hive_store.memory")
 
@@ -66,6 +72,7 @@ class Indexer:
         self.failures = 0
         self._retry_at = 0.0
         self._backoff = 0.0
+        self._resumed = 0.0  # when the last pause ended (a batch started)
 
     def __repr__(self) -> str:
         return f"<hive_store_memory.Indexer {'running' if self.running else 'stopped'}>"
@@ -127,16 +134,21 @@ class Indexer:
         most :attr:`max_delay` s; not at all while someone waits in :meth:`wait_idle`. Then,
         on an in-memory store, until its one connection is free. ``False``: stop."""
         start = time.monotonic()
+        took = start - self._resumed if self._resumed else 0.0  # the batch just done
         while not self._stop.is_set() and self._requested <= self._done:
             now = time.monotonic()
             quiet_for = now - self.last_commit
             waited = now - start
-            if quiet_for >= self.quiet or waited >= self.max_delay:
+            if waited >= self.max_delay:
                 break
-            self._stop.wait(min(self.quiet - quiet_for, self.max_delay - waited))
+            if quiet_for >= self.quiet and (waited >= min(took, 0.05) or quiet_for >= 1.0):
+                break  # writers pause; while they are active, rest as long as the last batch
+            self._stop.wait(max(0.0005, min(self.quiet - quiet_for if quiet_for < self.quiet
+                                            else took - waited, self.max_delay - waited)))
         if self._stop.is_set():
             return False
         self._free_connection()
+        self._resumed = time.monotonic()
         return not self._stop.is_set()
 
     def _free_connection(self) -> None:
@@ -171,6 +183,7 @@ class Indexer:
             with self._cond:  # the requests this pass answers (those before it reads the log)
                 covers = self._requested
             ok = False
+            self._resumed = 0.0
             try:
                 ok = memory._catch_up(themes=True, pause=self._pause)[0]
                 ok = ok and memory.last_error is None
@@ -185,6 +198,9 @@ class Indexer:
                 if ok:
                     self._backoff = 0.0
                     self._retry_at = 0.0
+                elif memory.stopped is not None or memory.read_only:
+                    pass  # retrying cannot help: wait for a wake-up; the catch-up returns at
+                    # once until flush/reindex (or the next open) clears it
                 elif not self._stop.is_set():
                     self.failures += 1
                     self._backoff = min(MAX_BACKOFF, max(0.1, self._backoff * 2))

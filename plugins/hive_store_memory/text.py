@@ -75,6 +75,12 @@ def _term(word: str) -> str | None:
     return _stem(word)
 
 
+def term_of(word: str) -> str | None:
+    """The clustering term of one word (lower-cased, plural folded), or ``None`` for a stop
+    word, a number or a word shorter than three characters."""
+    return _term(word.lower())
+
+
 def terms(text: str) -> list[str]:
     """The content terms of ``text`` in order: lower-cased words of three or more characters,
     not stop words, not bare numbers, plurals folded."""
@@ -293,11 +299,54 @@ def _normalise_question(question: str) -> str:
     return re.sub(r"\s+", " ", question.lower().replace("\u2019", "'")).strip()
 
 
+# "this/that/these/those" before one of these words is a pronoun ("that sounds wrong"); before
+# any other word it is a determiner or a conjunction ("this class returns …", "ensure that
+# item …"), which is how an ordinary question or statement begins, not a reference back.
+_PRONOUN_NEXT = frozenset("""
+is isn't was wasn't are aren't were weren't be been being am do does doesn't did didn't done
+don't has have had can can't cannot could couldn't should shouldn't would wouldn't will won't
+might must may shall one ones part again also too too? sounds sound seems seem looks look
+means mean works work worked happens happen happened makes make made gives give fails fail
+failed breaks break broke said says way thing stuff approach idea answer example code
+""".split())  # noqa: SIM905 - a word list reads best as text
+_DEICTIC = frozenset({"this", "that", "these", "those"})
+_TOKEN = re.compile(r"[a-z0-9']+")
+_TRAILING_WORDS = 8  # a trailing pronoun counts in a question (?) or a text this short
+
+
+def _pronoun(text: str, short: bool) -> str | None:
+    """The pronoun that makes ``text`` read as a reference back, or ``None``."""
+    words: list[str] = _TOKEN.findall(text)
+    if not words:
+        return None
+
+    def pronoun_at(i: int) -> bool:
+        word = words[i]
+        if word not in {"it", "they", "them", *_DEICTIC}:
+            return False
+        if word in _DEICTIC and i + 1 < len(words):
+            return words[i + 1] in _PRONOUN_NEXT
+        return True
+
+    if pronoun_at(0):
+        return words[0]
+    last = len(words) - 1
+    if pronoun_at(last) and (text.rstrip().endswith("?") or len(words) <= _TRAILING_WORDS):
+        return words[last]
+    if short:
+        for i in range(len(words)):
+            if pronoun_at(i):
+                return words[i]
+    return None
+
+
 def detect_follow_up(question: str) -> FollowUp | None:
     """Whether ``question`` reads as a follow-up (Hive's rules and scores), or ``None``.
 
-    The pronoun rule applies to a pronoun that starts or ends the question, or to any
-    standalone pronoun in a short question (at most six words).
+    The pronoun rule applies to a pronoun that starts the question, ends a question (``?``)
+    or a short text, or stands anywhere in a short question (at most six words); "this",
+    "that", "these" and "those" count only where they stand for something ("that sounds
+    wrong"), not before a noun ("this class returns …", "ensure that item …").
     """
     text = _normalise_question(question)
     if not text:
@@ -305,9 +354,12 @@ def detect_follow_up(question: str) -> FollowUp | None:
     matched: list[tuple[FollowUpRule, str]] = []
     short = len(text.split()) <= _SHORT_QUESTION_WORDS
     for rule in FOLLOW_UP_RULES:
+        if rule.name == "pronoun":
+            word = _pronoun(text, short)
+            if word is not None:
+                matched.append((rule, word))
+            continue
         m = rule.pattern.search(text)
-        if m is None and rule.name == "pronoun" and short:
-            m = re.search(rf"\b{_PRONOUN}\b", text)
         if m is not None:
             matched.append((rule, m.group(0).strip()))
     if not matched:

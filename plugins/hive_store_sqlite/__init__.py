@@ -11,7 +11,8 @@ from typing import Any
 
 from hive_store.hookspecs import hookimpl
 from hive_store.url import StoreURL
-from hive_store_sqlite.backend import SQLiteBackend, SQLiteOptions, parse_options
+from hive_store_sqlite.backend import SQLiteBackend
+from hive_store_sqlite.options import SQLiteOptions, parse_options
 from hive_store_sqlite.pool import Pool, PoolConfig, PoolStats
 
 __all__ = ["Pool", "PoolConfig", "PoolStats", "SQLiteBackend", "SQLiteOptions"]

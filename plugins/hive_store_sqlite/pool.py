@@ -16,6 +16,13 @@ thread: its next checkout takes it back with one atomic dict operation, without 
 so reader threads do not contend. A parked connection still counts as idle: a thread that
 finds no idle connection takes another thread's parked one, and a returned connection goes to
 a waiting thread rather than to parking.
+
+A connection may be returned by a thread other than the one that took it (an iterator finished
+elsewhere), and from a finalizer (an abandoned iterator collected by the garbage collector,
+which can run while this very thread holds the pool's lock): ``checkin(conn, blocking=False)``
+then never waits for the lock — if it is taken, the connection is queued and handed on by the
+next pool operation, and waiting threads look at that queue at least every
+:data:`POLL_SECONDS`.
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ from typing import Any
 import attrs
 
 from hive_store.errors import ConfigurationError, PoolTimeout, StoreClosed
+
+POLL_SECONDS = 0.05
+"""How often a waiting checkout looks for connections returned without the lock."""
 
 
 def _finite_positive(value: Any) -> bool:
@@ -109,6 +119,9 @@ class Pool:
         # idle takes a parked one (popitem), so parking never starves anyone.
         self._parked: dict[int, tuple[sqlite3.Connection, float, float]] = {}
         self._fast_checkouts = itertools.count()
+        # Connections returned with checkin(blocking=False) while the lock was taken (deque
+        # appends and pops are atomic): the next locked operation takes them back.
+        self._returned: deque[tuple[sqlite3.Connection, bool]] = deque()
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -200,6 +213,8 @@ class Pool:
                     while True:
                         if self._closed:
                             raise StoreClosed("the connection pool is closed")
+                        if self._returned:
+                            to_close.extend(self._drain())
                         to_close.extend(self._sweep())
                         while conn is None and (self._idle or self._parked):
                             if self._idle:  # LIFO: warmest cache first
@@ -233,7 +248,7 @@ class Pool:
                         if not waited:
                             waited = True
                             self._stats.waits += 1
-                        self._lock.wait(remaining)
+                        self._lock.wait(min(remaining, POLL_SECONDS))
                 finally:
                     self._waiters -= 1
         finally:
@@ -257,9 +272,14 @@ class Pool:
                 return self.checkout(max(0.0, deadline - time.monotonic()))
         return conn
 
-    def checkin(self, conn: sqlite3.Connection, *, broken: bool = False) -> None:
+    def checkin(self, conn: sqlite3.Connection, *, broken: bool = False,
+                blocking: bool = True) -> None:
         """Return a connection; one left in a transaction is rolled back first, a closed or
-        failing one is discarded. Returning a connection twice is an error."""
+        failing one is discarded. Returning a connection twice is an error.
+
+        ``blocking=False`` (for finalizers): never wait for the pool's lock; if another thread
+        (or this one, further up the stack) holds it, queue the connection for the next pool
+        operation instead."""
         try:
             if not broken and conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -285,37 +305,60 @@ class Pool:
                 if parked.pop(tid, None) is None:
                     return
                 self._out.add(key)
-        with self._mutex:
+        if not self._mutex.acquire(blocking):
+            self._returned.append((conn, broken))
+            return
+        try:
             if key not in self._out:
                 raise ValueError("this connection is not checked out from this pool")
-            self._out.discard(key)
-            swept = self._sweep()
-            born = self._born.get(key, now)
-            lifetime = self.config.max_lifetime
-            if (broken or self._closed
-                    or (lifetime is not None and now - born > lifetime)):
-                self._stats.size -= 1
-                if not self._closed and not broken:
-                    self._stats.recycled += 1
-                discard = True
-            else:
-                item = (conn, born, self._expires(born, now))
-                if self._waiters or self.config.test_on_checkout:
-                    self._idle.append(item)
-                else:
-                    # the warmest connection is the one parked for this thread
-                    tid = threading.get_ident()
-                    older = self._parked.pop(tid, None)
-                    self._parked[tid] = item
-                    if older is not None:
-                        self._idle.append(older)
-                discard = False
-            if self._waiters:
-                self._lock.notify()
-        if discard:
-            self._discard(conn)
-        for old in swept:
+            gone = self._return_locked(conn, broken, now)
+            if self._returned:
+                gone.extend(self._drain())
+        finally:
+            self._mutex.release()
+        for old in gone:
             self._discard(old)
+
+    def _return_locked(self, conn: sqlite3.Connection, broken: bool,
+                       now: float) -> list[sqlite3.Connection]:
+        """Take a checked-out connection back (lock held); returns connections to close."""
+        key = id(conn)
+        self._out.discard(key)
+        gone = self._sweep()
+        born = self._born.get(key, now)
+        lifetime = self.config.max_lifetime
+        if (broken or self._closed
+                or (lifetime is not None and now - born > lifetime)):
+            self._stats.size -= 1
+            if not self._closed and not broken:
+                self._stats.recycled += 1
+            gone.append(conn)
+        else:
+            item = (conn, born, self._expires(born, now))
+            if self._waiters or self.config.test_on_checkout:
+                self._idle.append(item)
+            else:
+                # the warmest connection is the one parked for this thread
+                tid = threading.get_ident()
+                older = self._parked.pop(tid, None)
+                self._parked[tid] = item
+                if older is not None:
+                    self._idle.append(older)
+        if self._waiters:
+            self._lock.notify()
+        return gone
+
+    def _drain(self) -> list[sqlite3.Connection]:
+        """Take back the connections queued by ``checkin(blocking=False)`` (lock held)."""
+        gone: list[sqlite3.Connection] = []
+        now = time.monotonic()
+        while True:
+            try:
+                conn, broken = self._returned.popleft()
+            except IndexError:
+                return gone
+            if id(conn) in self._out:
+                gone.extend(self._return_locked(conn, broken, now))
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
@@ -331,21 +374,25 @@ class Pool:
     def stats(self) -> PoolStats:
         """A snapshot of the counters."""
         with self._lock:
+            gone = self._drain() if self._returned else []
             snap = attrs.evolve(self._stats)
             snap.idle = len(self._idle) + len(self._parked)
             snap.in_use = snap.size - snap.idle
             snap.checkouts += next(copy.copy(self._fast_checkouts))
-            return snap
+        for old in gone:
+            self._discard(old)
+        return snap
 
     def close(self) -> None:
         """Close idle connections now and in-use ones when they are returned."""
         with self._lock:
             self._closed = True
+            gone = self._drain() if self._returned else []
             idle = [c for c, _, _ in (*self._idle, *self._unpark_all())]
             self._idle.clear()
             self._stats.size -= len(idle)
             self._lock.notify_all()
-        for conn in idle:
+        for conn in (*idle, *gone):
             self._discard(conn)
 
     # -- internals ----------------------------------------------------------------------------

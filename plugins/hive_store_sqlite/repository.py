@@ -20,6 +20,7 @@ from hive_store.changes import Change, Op
 from hive_store.errors import ConfigurationError, NotFound, ValidationError, describe
 from hive_store.values import MAX_AUTO_ID, MAX_BATCH_SIZE, RawValue, check_text
 from hive_store_sqlite.backend import WOULD_BLOCK, SQLiteBackend, quote, translate_error
+from hive_store_sqlite.texts import text_or_bytes, undecodable
 from hive_store_sqlite.timekeys import bool_key, date_key, timestamp_key
 
 E = TypeVar("E")
@@ -31,22 +32,6 @@ _KEYS = {"datetime": timestamp_key, "date": date_key, "bool": bool_key}
 _BASE_TYPES = (int, float, str, bytes)
 _ADAPTERS = sqlite3.adapters  # the module's registry, changed in place by register_adapter
 _adapters_seen: list[Any] = [-1, ()]
-
-
-def _undecodable(exc: sqlite3.Error) -> bool:
-    """Whether a read failed on a stored TEXT value that is not valid UTF-8: the ``sqlite3``
-    module (not SQLite) refuses to decode it, with an ``OperationalError`` that carries no
-    SQLite error code (and quotes the text, so its message is never passed on)."""
-    return isinstance(exc, sqlite3.OperationalError) and not hasattr(exc, "sqlite_errorcode")
-
-
-def _text_or_bytes(data: bytes) -> str | bytes:
-    """The ``text_factory`` of a read retried after :func:`_undecodable`: text that is not
-    UTF-8 arrives as its bytes (the entity then holds them as a RawValue)."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data
 
 
 def _like_pattern(text: str) -> str:
@@ -139,7 +124,7 @@ class SQLiteRepository(Generic[E]):
         try:
             entity = fetch(self._sql_get, (sql_key,), one=True, factory=self.codec.row_factory)
         except sqlite3.Error as exc:
-            if not _undecodable(exc):
+            if not undecodable(exc):
                 raise translate_error(exc, f"reading {self.codec.table}") from None
             if nowait:
                 return WOULD_BLOCK  # the caller reads it the usual way, which handles it
@@ -161,12 +146,12 @@ class SQLiteRepository(Generic[E]):
                     try:
                         rows = conn.execute(sql, chunk).fetchall()
                     except sqlite3.OperationalError as exc:
-                        if not _undecodable(exc):
+                        if not undecodable(exc):
                             raise
                         rows = None
                     if rows is None:
                         saved = conn.text_factory
-                        conn.text_factory = _text_or_bytes
+                        conn.text_factory = text_or_bytes
                         try:
                             rows = conn.execute(sql, chunk).fetchall()
                         finally:
@@ -284,7 +269,7 @@ class SQLiteRepository(Generic[E]):
         try:
             found: list[E] = self.backend.fetch(sql, params, factory=self.codec.row_factory)
         except sqlite3.Error as exc:
-            if not _undecodable(exc):
+            if not undecodable(exc):
                 raise translate_error(exc, f"reading {self.codec.table}") from None
             found = self._read_undecodable(sql, params)
         return found
@@ -295,7 +280,7 @@ class SQLiteRepository(Generic[E]):
         try:
             with self.backend.connection() as conn:
                 saved = conn.text_factory
-                conn.text_factory = _text_or_bytes
+                conn.text_factory = text_or_bytes
                 try:
                     cursor = conn.cursor()
                     cursor.row_factory = self.codec.row_factory
@@ -314,10 +299,10 @@ class SQLiteRepository(Generic[E]):
         try:
             return conn.execute(self._sql_get, (key,)).fetchone()
         except sqlite3.OperationalError as exc:
-            if not _undecodable(exc):
+            if not undecodable(exc):
                 raise
         saved = conn.text_factory
-        conn.text_factory = _text_or_bytes
+        conn.text_factory = text_or_bytes
         try:
             return conn.execute(self._sql_get, (key,)).fetchone()
         finally:
@@ -344,38 +329,11 @@ class SQLiteRepository(Generic[E]):
         return self._iter(sql, params, batch_size)
 
     def _iter(self, sql: str, params: list[Any], batch_size: int) -> Iterator[E]:
-        try:
-            with self.backend.connection() as conn:
-                saved = conn.text_factory
-                cursor = conn.cursor()
-                cursor.row_factory = self.codec.row_factory
-                done = 0
-                try:
-                    cursor.execute(sql, params)
-                    while True:
-                        try:
-                            batch = cursor.fetchmany(batch_size)
-                        except sqlite3.OperationalError as exc:
-                            if not _undecodable(exc) or conn.text_factory is _text_or_bytes:
-                                raise
-                            # TEXT that is not UTF-8: read on from the first row not yet
-                            # returned, such text as bytes (a new statement: rows committed
-                            # meanwhile may show)
-                            cursor.close()
-                            conn.text_factory = _text_or_bytes
-                            cursor = conn.cursor()
-                            cursor.row_factory = self.codec.row_factory
-                            cursor.execute(f"{sql} LIMIT -1 OFFSET ?", [*params, done])
-                            continue
-                        if not batch:
-                            break
-                        done += len(batch)
-                        yield from batch
-                finally:
-                    cursor.close()
-                    conn.text_factory = saved
-        except sqlite3.Error as exc:
-            raise translate_error(exc, f"reading {self.codec.table}") from None
+        # The backend's iterator owns its connection (any thread may advance or finish it).
+        rows: Iterator[E] = self.backend.iterate(sql, params, batch_size,
+                                                 self.codec.row_factory,
+                                                 f"reading {self.codec.table}")
+        return rows
 
     def search(self, text: str, *, fields: Sequence[str], limit: int | None = None,
                order_by: OrderBy = None) -> list[E]:
@@ -395,10 +353,15 @@ class SQLiteRepository(Generic[E]):
         check_adapters()
         try:
             with self.backend.connection() as conn:
-                rows = conn.execute(sql, params).fetchall()
+                try:
+                    rows = conn.execute(sql, params).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if not undecodable(exc):
+                        raise
+                    rows = None
         except sqlite3.Error as exc:
-            if not _undecodable(exc):
-                raise translate_error(exc, f"searching {self.codec.table}") from None
+            raise translate_error(exc, f"searching {self.codec.table}") from None
+        if rows is None:
             return self._read_undecodable(sql, params)
         return [self.codec.from_row(r) for r in rows]
 
