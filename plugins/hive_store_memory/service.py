@@ -82,7 +82,6 @@ class Memory:
     :ivar read_catch_up: a read applies at most this many logged changes itself, else it
         answers from the index as it is (``complete=False``)
     :ivar read_assign: ... and assigns at most this many waiting entries to themes
-    :ivar read_only: a catch-up found the database read-only; reads search the index as it is
     :ivar stopped: why the indexer stopped (an error that retrying cannot fix), or ``None``
     :ivar last_error: why the last catch-up failed, if the next has not succeeded yet
     """
@@ -101,7 +100,7 @@ class Memory:
         self._closed = False
         self._installed = False
         self.indexer: Indexer | None = None
-        self.read_only = False
+        self._found_read_only = False  # a catch-up found the file read-only
         self.stopped: str | None = None
         self.last_error: str | None = None
         self.last_failure: tuple[str, str] | None = None  # (when, what), kept after recovery
@@ -244,10 +243,16 @@ class Memory:
         self._check()
         return self.store.backend.transaction()
 
+    @property
+    def read_only(self) -> bool:
+        """Writes are impossible (opened read-only, or a catch-up found the file read-only):
+        reads search the index as it is."""
+        return self._read_only_now()
+
     def _read_only_now(self) -> bool:
         """Writes are impossible: the store was opened read-only, or a catch-up found the
         file read-only."""
-        return bool(getattr(self.store.backend, "read_only", False)) or self.read_only
+        return bool(getattr(self.store.backend, "read_only", False)) or self._found_read_only
 
     def _entities(self, kind: str, keys: Iterable[Any]) -> dict[Any, Any]:
         source = ix.SOURCE_BY_TABLE[kind]
@@ -363,7 +368,7 @@ class Memory:
                 if pause is not None and not pause():
                     return False, self._left()
                 backlog = self._apply_batch()
-            self.read_only = False
+            self._found_read_only = False
             assigned = True
             if themes and self.auto_assign:
                 assigned = self.theming.assign_waiting(
@@ -476,10 +481,10 @@ class Memory:
         """Record a failed catch-up and decide whether it is worth retrying."""
         if is_read_only(error) or (isinstance(error, StorageError)
                                    and getattr(self.store.backend, "read_only", False)):
-            if not self.read_only:
+            if not self._found_read_only:
                 log.warning("memory: the database is read-only: searching the index as it "
                             "is, without the changes logged since it was last updated")
-            self.read_only = True
+            self._found_read_only = True
             return
         if for_good(error) or isinstance(error, IndexingStopped):
             if self.stopped is None:
