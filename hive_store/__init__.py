@@ -11,7 +11,7 @@ imported on first use. Importing this package loads no plugin; plugins load on f
 
 from typing import TYPE_CHECKING, Any
 
-from hive_store import entities
+from hive_store import entities, values
 from hive_store.changes import Change, Changes, Op
 from hive_store.entities import ContextType, EventType, Stage, ThreadType
 from hive_store.errors import (
@@ -25,6 +25,7 @@ from hive_store.errors import (
     NotFound,
     PluginError,
     PoolTimeout,
+    RawValueError,
     StorageError,
     StoreClosed,
     TransactionConflict,
@@ -33,6 +34,7 @@ from hive_store.errors import (
 from hive_store.hookspecs import hookimpl, hookspec, listens_when
 from hive_store.ids import uuid7
 from hive_store.store import ConsensusRun, StageOutput, Store, open
+from hive_store.values import RawValue
 
 if TYPE_CHECKING:
     from hive_store import aio as aio
@@ -67,6 +69,8 @@ __all__ = [
     "Op",
     "PluginError",
     "PoolTimeout",
+    "RawValue",
+    "RawValueError",
     "Stage",
     "StageOutput",
     "StorageError",
@@ -83,4 +87,5 @@ __all__ = [
     "listens_when",
     "open",
     "uuid7",
+    "values",
 ]

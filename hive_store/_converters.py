@@ -1,32 +1,20 @@
 """Entity <-> row conversion (private; the cattrs preconf shape: :func:`make_converter`).
 
-Every entity gets generated cattrs functions, one per direction, with a per-field hook chosen
-once from the field's type. Nothing is looked up by reflection per row.
+Every entity gets generated functions, one per direction, with the common case of each field
+inlined (a value already in its stored form) and every other case handed to the field's hook.
+The value rules themselves (what a field accepts, which stored shapes it reads, what a value
+that cannot be typed becomes) live in :mod:`hive_store.values`.
 
-SQL representation of Python values
------------------------------------
-========================  ==================================================================
-Python                    SQLite
-========================  ==================================================================
-``datetime`` (aware)      TEXT ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (RFC 3339, always UTC,
-                          fixed width, so text order is time order). Read: that form, any
-                          RFC 3339 offset, and SQLite's ``YYYY-MM-DD HH:MM:SS`` (UTC).
-``date``                  TEXT ``YYYY-MM-DD``
-``bool``                  INTEGER 0/1
-``Enum``                  its value (TEXT)
-``Json`` (dict, list …)   TEXT, compact JSON, UTF-8 kept (``ensure_ascii=False``)
-``None``                  NULL
-========================  ==================================================================
-
-Values are checked on the way in and on the way out; a bad one raises
-:class:`hive_store.ValidationError` naming the entity, each bad field and why.
+Reads never fail on a stored value (a tolerant codec): the generated fast path reads rows in
+hive-store's own form; a row it cannot read goes through each field's hook, and a value that
+hook cannot type becomes a :class:`~hive_store.values.RawValue` in the entity. A strict codec
+(:func:`codec_for` with ``strict=True``) raises :class:`hive_store.RawValueError` instead.
+Writes check every field (:class:`hive_store.ValidationError` naming each bad one).
 """
 
 from __future__ import annotations
 
 import enum
-import json
-import math
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -37,24 +25,24 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from hive_store.errors import ValidationError
+from hive_store import values as V
+from hive_store.errors import RawValueError, ValidationError, describe
+from hive_store.values import RawValue, Unreadable, format_timestamp, parse_timestamp
 
 E = TypeVar("E")
 Hook = Callable[[Any], Any]
 
-_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
-
+__all__ = ["EntityCodec", "FieldInfo", "codec_for", "format_timestamp", "parse_timestamp"]
 
 # -- timestamps ---------------------------------------------------------------------------------
-
 
 _minutes: dict[tuple[int, int, int, int, int], str] = {}
 
 
 def _utc_text(value: datetime) -> str:
-    """``value.isoformat(timespec="microseconds")`` for a datetime in UTC, in less than half
-    the time (that call costs ~0.8 µs on CPython 3.11, the largest part of turning a
-    message into a row): the ``YYYY-MM-DDTHH:MM:`` prefix is cached per minute."""
+    """:func:`format_timestamp` of a datetime whose tzinfo is UTC, in less than half the time
+    (``isoformat`` costs ~0.8 µs on CPython 3.11, the largest part of turning a message into
+    a row): the ``YYYY-MM-DDTHH:MM:`` prefix is cached per minute."""
     key = (value.year, value.month, value.day, value.hour, value.minute)
     prefix = _minutes.get(key)
     if prefix is None:
@@ -63,28 +51,6 @@ def _utc_text(value: datetime) -> str:
         prefix = _minutes[key] = "%04d-%02d-%02dT%02d:%02d:" % key  # noqa: UP031
     # %-formatting: measured faster than the f-string equivalent on 3.11
     return "%s%02d.%06d+00:00" % (prefix, value.second, value.microsecond)  # noqa: UP031
-
-
-def format_timestamp(value: datetime) -> str:
-    """The one form hive_store writes: RFC 3339 in UTC with microseconds."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("naive datetime: give it a timezone (e.g. datetime.now(timezone.utc))")
-    # not strftime: %Y is not zero-padded below year 1000 on glibc.
-    return _utc_text(value if value.tzinfo is UTC else value.astimezone(UTC))
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Read every timestamp form found in Hive databases; naive ones are UTC (SQLite's clock)."""
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"not a timestamp: {value[:40]!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
 
 
 # -- field kinds ----------------------------------------------------------------------------------
@@ -98,11 +64,17 @@ class FieldInfo:
     kind: str  # str | int | float | bool | datetime | date | enum | json
     nullable: bool
     enum_type: type[enum.Enum] | None = None
+    choices: frozenset[str] | None = None
+    """The only values a text field takes (from Hive's schema or code), else ``None``."""
+    secret: bool = False
+    """Left out of reprs (``repr=False``): messages never quote its value."""
 
 
 def _field_info(field: attrs.Attribute[Any]) -> FieldInfo:
+    secret = field.repr is False
     if field.metadata.get("json"):
-        return FieldInfo(field.name, "json", bool(field.metadata.get("nullable", True)))
+        return FieldInfo(field.name, "json", bool(field.metadata.get("nullable", True)),
+                         secret=secret)
     tp = field.type
     nullable = False
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
@@ -112,124 +84,124 @@ def _field_info(field: attrs.Attribute[Any]) -> FieldInfo:
             raise TypeError(f"{field.name}: unsupported union type {tp!r}")
         tp = args[0]
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return FieldInfo(field.name, "enum", nullable, tp)
+        return FieldInfo(field.name, "enum", nullable, tp, secret=secret)
     kinds: dict[Any, str] = {
         str: "str", int: "int", float: "float", bool: "bool", datetime: "datetime", date: "date",
     }
     if tp not in kinds:
         raise TypeError(f"{field.name}: unsupported column type {tp!r}")
-    return FieldInfo(field.name, kinds[tp], nullable)
+    choices = field.metadata.get("choices")
+    if choices is not None and tp is not str:
+        raise TypeError(f"{field.name}: choices are for text fields")
+    return FieldInfo(field.name, kinds[tp], nullable,
+                     choices=frozenset(choices) if choices is not None else None, secret=secret)
 
 
-# Hooks from SQL/Python values to entity values ("structure") ------------------------------------
+def enum_member(enum_type: type[enum.Enum], value: Any) -> Any:
+    """The member of ``enum_type`` with this value, or ``None`` (no ``enum_type(value)``: its
+    error message takes the ``repr`` of any object it is given)."""
+    if isinstance(value, enum_type):
+        return value
+    try:
+        return enum_type._value2member_map_.get(value)
+    except TypeError:  # unhashable
+        return None
 
 
-def _s_str(v: Any) -> str:
-    if isinstance(v, str):
+def _choice_list(choices: frozenset[str]) -> str:
+    return ", ".join(repr(c) for c in sorted(choices))
+
+
+# Hooks from stored values to entity values ("structure"): every shape with a meaning -------------
+
+
+def _read_hook(info: FieldInfo) -> Hook:
+    """The field's reader: the typed value of a stored value, or :class:`Unreadable`/
+    :class:`TypeError` naming why it has none."""
+    if info.enum_type is not None:
+        enum_type = info.enum_type
+        allowed = ", ".join(repr(m.value) for m in enum_type)
+
+        def read_enum(v: Any) -> enum.Enum:
+            member: enum.Enum | None = enum_member(enum_type, v)
+            if member is None:
+                raise Unreadable(f"not one of {allowed}")
+            return member
+
+        hook: Hook = read_enum
+    elif info.kind == "json":
+        return _json_reader(info.nullable)
+    elif info.choices is not None:
+        choices = info.choices
+        allowed = _choice_list(choices)
+
+        def read_choice(v: Any) -> str:
+            if v.__class__ is str and v in choices:
+                return v
+            raise Unreadable(f"not one of {allowed}")
+
+        hook = read_choice
+    else:
+        hook = _READERS[info.kind]
+    return _nullable(hook) if info.nullable else _not_null_read(hook)
+
+
+def _json_reader(nullable: bool) -> Hook:
+    load = V.load_json
+
+    if nullable:
+        def read_json(v: Any) -> Any:
+            return None if v is None else load(v)
+        return read_json
+
+    def read_json_not_null(v: Any) -> Any:
+        if v is None:
+            raise Unreadable("NULL in a NOT NULL field")
+        loaded = load(v)
+        if loaded is None:
+            raise Unreadable("JSON null in a NOT NULL JSON field (None means SQL NULL)")
+        return loaded
+
+    return read_json_not_null
+
+
+def _datetime_reader(v: Any) -> datetime:
+    if v.__class__ is datetime or isinstance(v, datetime):  # structure() from Python values
+        if v.tzinfo is None or v.utcoffset() is None:
+            return v.replace(tzinfo=UTC)
         return v
-    raise TypeError(f"expected text, got {type(v).__name__}")
+    return parse_timestamp(v)
 
 
-def _s_int(v: Any) -> int:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    raise TypeError(f"expected an integer, got {type(v).__name__}")
-
-
-def _s_float(v: Any) -> float:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    raise TypeError(f"expected a number, got {type(v).__name__}")
-
-
-def _s_bool(v: Any) -> bool:
-    if v is True or v is False:
-        return v
-    if isinstance(v, int) and v in (0, 1):
-        return bool(v)
-    raise TypeError(f"expected a boolean (0/1), got {v!r:.40}")
-
-
-def _s_datetime(v: Any) -> datetime:
-    if isinstance(v, datetime):
-        return v if v.tzinfo is not None else v.replace(tzinfo=UTC)
-    if isinstance(v, str):
-        return parse_timestamp(v)
-    raise TypeError(f"expected a timestamp, got {type(v).__name__}")
-
-
-def _s_date(v: Any) -> date:
+def _date_reader(v: Any) -> date:
     if isinstance(v, date) and not isinstance(v, datetime):
         return v
-    if isinstance(v, str):
-        try:
-            return date.fromisoformat(v.strip()[:10])
-        except ValueError:
-            raise ValueError(f"not a date: {v[:40]!r}") from None
-    raise TypeError(f"expected a date, got {type(v).__name__}")
+    return V.parse_date(v)
 
 
-def _s_json(v: Any) -> Any:
-    if isinstance(v, str):
-        try:
-            return json.loads(v)
-        except ValueError as exc:
-            raise ValueError(f"invalid JSON text ({exc})") from None
-    return v
+_READERS: dict[str, Hook] = {
+    "str": V.read_text, "int": V.read_int, "float": V.read_float, "bool": V.parse_bool,
+    "datetime": _datetime_reader, "date": _date_reader,
+}
 
 
-def _s_enum(enum_type: type[enum.Enum]) -> Hook:
-    allowed = ", ".join(repr(m.value) for m in enum_type)
+def _nullable(hook: Hook) -> Hook:
+    def nullable_hook(v: Any) -> Any:
+        return None if v is None else hook(v)
 
-    def hook(v: Any) -> enum.Enum:
-        try:
-            return enum_type(v)
-        except ValueError:
-            raise ValueError(f"{v!r:.40} is not one of {allowed}") from None
-
-    return hook
+    return nullable_hook
 
 
-# Hooks from entity values to SQL values ("unstructure"); they check types strictly ------------
+def _not_null_read(hook: Hook) -> Hook:
+    def not_null_hook(v: Any) -> Any:
+        if v is None:
+            raise Unreadable("NULL in a NOT NULL field")
+        return hook(v)
+
+    return not_null_hook
 
 
-def _u_str(v: Any) -> str:
-    if not isinstance(v, str):
-        raise TypeError(f"expected str, got {type(v).__name__}")
-    if not v.isascii():
-        try:
-            v.encode("utf-8")
-            valid = True
-        except UnicodeEncodeError:
-            valid = False
-        if not valid:  # raised outside the handler: the rejected text is not kept in __context__
-            raise ValueError("text is not valid Unicode (lone surrogate)")
-    return v
-
-
-def _u_int(v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise TypeError(f"expected int, got {type(v).__name__}")
-    if not _INT_MIN <= v <= _INT_MAX:
-        raise ValueError("integer out of the 64-bit range SQLite stores")
-    return v
-
-
-def _u_float(v: Any) -> float:
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        raise TypeError(f"expected float, got {type(v).__name__}")
-    f = float(v)
-    if math.isnan(f):
-        raise ValueError("NaN cannot be stored (SQLite turns it into NULL)")
-    return f
-
-
-def _u_bool(v: Any) -> int:
-    if v is True:
-        return 1
-    if v is False:
-        return 0
-    raise TypeError(f"expected bool, got {type(v).__name__}")
+# Hooks from entity values to SQL values ("unstructure"): strict checks --------------------------
 
 
 def _u_datetime(v: Any) -> str:
@@ -238,56 +210,73 @@ def _u_datetime(v: Any) -> str:
     return format_timestamp(v)
 
 
-def _u_date(v: Any) -> str:
-    if not isinstance(v, date) or isinstance(v, datetime):
-        raise TypeError(f"expected date, got {type(v).__name__}")
-    return v.isoformat()
+_CHECKS: dict[str, Hook] = {
+    "str": V.check_text, "int": V.check_int, "float": V.check_float, "bool": V.check_bool,
+    "datetime": _u_datetime, "date": V.check_date, "json": V.dump_json,
+}
 
 
-def _u_json(v: Any) -> str:
-    try:
-        text = json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"not JSON-serialisable ({exc})") from None
-    return _u_str(text)
+def _enum_check(enum_type: type[enum.Enum]) -> Hook:
+    allowed = ", ".join(repr(m.value) for m in enum_type)
 
-
-def _u_enum(enum_type: type[enum.Enum]) -> Hook:
-    structure = _s_enum(enum_type)
-
-    def hook(v: Any) -> Any:
+    def check_enum(v: Any) -> Any:
         if isinstance(v, enum_type):
             return v.value
-        return structure(v).value
+        member = enum_member(enum_type, v)
+        if member is None:
+            raise ValueError(f"{describe(v, 40)} is not one of {allowed}")
+        return member.value
 
-    return hook
-
-
-_STRUCTURE: dict[str, Hook] = {
-    "str": _s_str, "int": _s_int, "float": _s_float, "bool": _s_bool,
-    "datetime": _s_datetime, "date": _s_date, "json": _s_json,
-}
-_UNSTRUCTURE: dict[str, Hook] = {
-    "str": _u_str, "int": _u_int, "float": _u_float, "bool": _u_bool,
-    "datetime": _u_datetime, "date": _u_date, "json": _u_json,
-}
+    return check_enum
 
 
-def _nullable(hook: Hook, name: str) -> Hook:
-    def nullable_hook(v: Any) -> Any:
-        return None if v is None else hook(v)
+def _choice_check(choices: frozenset[str]) -> Hook:
+    allowed = _choice_list(choices)
 
-    nullable_hook.__name__ = f"nullable_{name}"
-    return nullable_hook
+    def check_choice(v: Any) -> str:
+        text = V.check_text(v)
+        if text not in choices:
+            raise ValueError(f"{describe(text, 40)} is not one of {allowed}")
+        return text
+
+    return check_choice
 
 
-def _not_null(hook: Hook) -> Hook:
-    def not_null_hook(v: Any) -> Any:
+def write_hook(info: FieldInfo, *, for_filter: bool = False) -> Hook:
+    """The hook turning a field's Python value into the value bound to SQL (a filter value
+    of a text field with fixed choices may be any text: it just matches nothing)."""
+    if info.enum_type is not None:
+        check = _enum_check(info.enum_type)
+    elif info.choices is not None and not for_filter:
+        check = _choice_check(info.choices)
+    else:
+        check = _CHECKS[info.kind]
+    nullable = info.nullable
+
+    def write(v: Any) -> Any:
         if v is None:
+            if nullable:
+                return None
             raise ValueError("must not be None (the column is NOT NULL)")
-        return hook(v)
+        if v.__class__ is RawValue:
+            return v.value
+        return check(v)
 
-    return not_null_hook
+    return write
+
+
+def _python_or_stored(info: FieldInfo, read: Hook) -> Hook:
+    """:meth:`EntityCodec.structure`'s hook: a field's reader, plus (JSON fields) a Python
+    value given as it is (the write checks it) rather than as stored JSON text."""
+    if info.kind != "json":
+        return read
+
+    def structure_json(v: Any) -> Any:
+        if v is None or isinstance(v, (str, bytes)):
+            return read(v)
+        return v
+
+    return structure_json
 
 
 def _ignore_type(hook: Hook) -> Callable[[Any, Any], Any]:
@@ -299,30 +288,18 @@ def _ignore_type(hook: Hook) -> Callable[[Any, Any], Any]:
     return struct
 
 
-def structure_hook(info: FieldInfo) -> Hook:
-    """The hook turning a stored or user-given value into the field's Python value."""
-    hook = _s_enum(info.enum_type) if info.enum_type else _STRUCTURE[info.kind]
-    return _nullable(hook, info.kind) if info.nullable else _not_null(hook)
-
-
-def unstructure_hook(info: FieldInfo) -> Hook:
-    """The hook turning a field's Python value into the value bound to SQLite."""
-    hook = _u_enum(info.enum_type) if info.enum_type else _UNSTRUCTURE[info.kind]
-    return _nullable(hook, info.kind) if info.nullable else _not_null(hook)
-
-
 # -- converter and codecs -------------------------------------------------------------------------
 
 
 def make_converter() -> cattrs.Converter:
     """A cattrs converter for hive_store values (timestamps, dates, enums, bools)."""
     conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
-    conv.register_structure_hook(datetime, lambda v, _: _s_datetime(v))
+    conv.register_structure_hook(datetime, lambda v, _: _datetime_reader(v))
     conv.register_unstructure_hook(datetime, _u_datetime)
-    conv.register_structure_hook(date, lambda v, _: _s_date(v))
-    conv.register_unstructure_hook(date, _u_date)
-    conv.register_structure_hook(bool, lambda v, _: _s_bool(v))
-    conv.register_unstructure_hook(bool, _u_bool)
+    conv.register_structure_hook(date, lambda v, _: _date_reader(v))
+    conv.register_unstructure_hook(date, V.check_date)
+    conv.register_structure_hook(bool, lambda v, _: V.parse_bool(v))
+    conv.register_unstructure_hook(bool, V.check_bool)
     return conv
 
 
@@ -357,15 +334,22 @@ def _reasons(exc: BaseException) -> list[tuple[str, str]]:
     return out
 
 
-_codecs: dict[type, Any] = {}
+_codecs: dict[tuple[type, bool], Any] = {}
 
 
-def codec_for(cls: type[E]) -> EntityCodec[E]:
-    """The (cached) codec of an entity class: building one generates code, so do it once."""
-    codec: EntityCodec[E] | None = _codecs.get(cls)
+def codec_for(cls: type[E], *, strict: bool = False) -> EntityCodec[E]:
+    """The (cached) codec of an entity class: building one generates code, so do it once.
+    ``strict`` codecs raise :class:`hive_store.RawValueError` for a stored value that cannot
+    be typed; the default puts a :class:`hive_store.RawValue` in the field."""
+    codec: EntityCodec[E] | None = _codecs.get((cls, strict))
     if codec is None:
-        codec = _codecs[cls] = EntityCodec(cls)
+        codec = _codecs[(cls, strict)] = EntityCodec(cls, strict=strict)
     return codec
+
+
+def same_sql(a: Any, b: Any) -> bool:
+    """Whether two SQL values are the same value of the same storage class."""
+    return a.__class__ is b.__class__ and a == b
 
 
 class EntityCodec(Generic[E]):
@@ -373,26 +357,30 @@ class EntityCodec(Generic[E]):
 
     __slots__ = (
         "_by_name",
+        "_filter_hooks",
+        "_read_hooks",
         "_struct",
-        "_struct_hooks",
         "_unstruct",
-        "_unstruct_hooks",
+        "_write_hooks",
         "autoincrement",
         "cls",
         "columns",
+        "dump",
+        "dump_many",
         "fields",
         "from_row",
         "name",
         "pk",
         "row_factory",
+        "strict",
         "table",
         "to_row",
         "to_rows",
     )
 
     from_row: Callable[[Sequence[Any]], E]
-    """Build the entity from a row whose values are in :attr:`columns` order (generated; a
-    bad value raises :class:`ValidationError`)."""
+    """Build the entity from a row whose values are in :attr:`columns` order (generated).
+    Never fails on a stored value: see the module docstring (strict codecs raise)."""
     row_factory: Callable[[Any, Sequence[Any]], E]
     """:attr:`from_row` as a ``sqlite3`` ``row_factory`` (``cursor, row``)."""
     to_row: Callable[[Any], tuple[Any, ...]]
@@ -400,12 +388,18 @@ class EntityCodec(Generic[E]):
     a bad value raises :class:`ValidationError` naming each bad field)."""
     to_rows: Callable[[list[Any]], list[tuple[Any, ...]]]
     """:attr:`to_row` over a list, in one call."""
+    dump: Callable[[Any], tuple[tuple[Any, ...], E]]
+    """``(row, stored)``: :attr:`to_row` and the entity as a read of that row returns it (the
+    entity itself when every value is already in its stored form, the common case)."""
+    dump_many: Callable[[list[Any]], tuple[list[tuple[Any, ...]], list[E]]]
+    """:attr:`dump` over a list: ``(rows, stored entities)``."""
 
-    def __init__(self, cls: type[E]) -> None:
+    def __init__(self, cls: type[E], *, strict: bool = False) -> None:
         if not attrs.has(cls):
             raise TypeError(f"{cls!r} is not an attrs class")
         attrs.resolve_types(cls)
         self.cls = cls
+        self.strict = strict
         self.name: str = cls.__name__
         self.table: str = cls.__table__  # type: ignore[attr-defined]
         self.pk: str = cls.__pk__  # type: ignore[attr-defined]
@@ -421,13 +415,15 @@ class EntityCodec(Generic[E]):
         if self.pk not in self.columns:
             raise TypeError(f"{self.name}: primary key {self.pk!r} is not a field")
         self._by_name = {fi.name: fi for fi in self.fields}
-        self._struct_hooks = {fi.name: structure_hook(fi) for fi in self.fields}
-        self._unstruct_hooks = {fi.name: unstructure_hook(fi) for fi in self.fields}
+        self._read_hooks = {fi.name: _read_hook(fi) for fi in self.fields}
+        self._write_hooks = {fi.name: write_hook(fi) for fi in self.fields}
+        self._filter_hooks = {fi.name: write_hook(fi, for_filter=True) for fi in self.fields}
         struct_overrides: dict[str, Any] = {
-            n: override(struct_hook=_ignore_type(h)) for n, h in self._struct_hooks.items()
+            fi.name: override(struct_hook=_ignore_type(_python_or_stored(
+                fi, self._read_hooks[fi.name]))) for fi in self.fields
         }
         unstruct_overrides: dict[str, Any] = {
-            n: override(unstruct_hook=h) for n, h in self._unstruct_hooks.items()
+            n: override(unstruct_hook=h) for n, h in self._write_hooks.items()
         }
         generic_cls: Any = cls
         self._struct: Callable[[Mapping[str, Any], Any], Any] = make_dict_structure_fn(
@@ -437,155 +433,53 @@ class EntityCodec(Generic[E]):
         self._unstruct: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
             generic_cls, _converter, **unstruct_overrides,
         )
+        from hive_store._codegen import compile_codec
 
-        self.from_row, self.row_factory = self._compile_from_row()
-        self.to_row, self.to_rows = self._compile_to_row()
-
-    # Generated fast paths: one function per entity and direction (and one per row list), with
-    # the common case of each field inlined (a value already of the column's type, NULL, a
-    # timestamp in the form hive_store writes). Anything else goes through the field's hook;
-    # any failure falls back to the checked path, whose errors name every bad field.
-
-    def _plain(self) -> bool:
-        """Whether instances can be built slot by slot, bypassing ``__init__``: a slotted
-        attrs class whose ``__init__`` does nothing but store the values (no validators,
-        converters or post-init). Then ``object.__new__`` + the slots' setters is the same
-        object, built at a fraction of the cost."""
-        cls: Any = self.cls
-        if "__slots__" not in cls.__dict__ or hasattr(cls, "__attrs_post_init__") or hasattr(
-                cls, "__attrs_pre_init__"):
-            return False
-        for a in attrs.fields(cls):
-            if a.validator is not None or a.converter is not None or not a.init:
-                return False
-            slot = getattr(cls, a.name, None)
-            if type(slot).__name__ != "member_descriptor":
-                return False
-        return True
-
-    def _from_row_exprs(self, ns: dict[str, Any]) -> list[str]:
-        ns["_fromiso"] = datetime.fromisoformat
-        exprs = []
-        for i, fi in enumerate(self.fields):
-            v = f"v{i}"
-            ns[f"h{i}"] = self._struct_hooks[fi.name]
-            if fi.enum_type is not None:
-                ns[f"m{i}"] = fi.enum_type._value2member_map_
-                expr = f"m{i}[{v}] if {v} in m{i} else h{i}({v})"
-            elif fi.kind in ("str", "int", "float"):
-                expr = f"{v} if {v}.__class__ is {fi.kind} else h{i}({v})"
-            elif fi.kind == "bool":
-                expr = f"({v} == 1) if {v}.__class__ is int and 0 <= {v} <= 1 else h{i}({v})"
-            elif fi.kind == "datetime":
-                expr = (f"_fromiso({v}) if {v}.__class__ is str and {v}.endswith('+00:00') "
-                        f"else h{i}({v})")
-            else:
-                expr = f"h{i}({v})"
-            if fi.nullable:
-                # the hook of a NOT NULL field rejects None; a nullable one passes it through
-                expr = f"None if {v} is None else ({expr})"
-            exprs.append(f"({expr})")
-        return exprs
-
-    def _compile_from_row(self) -> tuple[Callable[[Any], E], Callable[[Any, Any], E]]:
-        """``from_row(row)`` and its ``sqlite3`` row-factory twin ``(cursor, row)``."""
-        ns: dict[str, Any] = {"cls": self.cls, "_new": object.__new__,
-                              "_slow": self._slow_from_row}
-        exprs = self._from_row_exprs(ns)
-        unpack = f"        {', '.join(f'v{i}' for i in range(len(exprs)))}, = row\n"
-        if self._plain():
-            body = "        e = _new(cls)\n"
-            for i, (fi, expr) in enumerate(zip(self.fields, exprs, strict=True)):
-                ns[f"s{i}"] = getattr(self.cls, fi.name).__set__
-                body += f"        s{i}(e, {expr})\n"
-            body += "        return e\n"
-        else:
-            args = ", ".join(f"{fi.name}={expr}" for fi, expr in zip(self.fields, exprs,
-                                                                     strict=True))
-            body = f"        return cls({args})\n"
-        # The fallback runs after the handler, so the error it raises carries no
-        # __context__ (which could hold a rejected value).
-        guarded = (f"    try:\n{unpack}{body}"
-                   "    except (TypeError, ValueError, KeyError, AttributeError):\n"
-                   "        pass\n"
-                   "    return _slow(row)\n")
-        src = f"def from_row(row):\n{guarded}\ndef row_factory(cursor, row):\n{guarded}"
-        exec(compile(src, f"<hive_store from_row {self.name}>", "exec"), ns)
-        return ns["from_row"], ns["row_factory"]
-
-    def _to_row_exprs(self, ns: dict[str, Any]) -> list[str]:
-        ns.update(_datetime=datetime, _UTC=UTC, _utc_text=_utc_text)
-        exprs = []
-        for i, fi in enumerate(self.fields):
-            x = f"x{i}"
-            ns[f"u{i}"] = self._unstruct_hooks[fi.name]
-            if fi.enum_type is not None:
-                ns[f"E{i}"] = fi.enum_type
-                expr = f"{x}.value if {x}.__class__ is E{i} else u{i}({x})"
-            elif fi.kind == "str":
-                expr = f"{x} if {x}.__class__ is str and {x}.isascii() else u{i}({x})"
-            elif fi.kind == "int":
-                expr = (f"{x} if {x}.__class__ is int and -9223372036854775808 <= {x} "
-                        f"<= 9223372036854775807 else u{i}({x})")
-            elif fi.kind == "float":
-                expr = f"{x} if {x}.__class__ is float and {x} == {x} else u{i}({x})"
-            elif fi.kind == "bool":
-                expr = f"1 if {x} is True else 0 if {x} is False else u{i}({x})"
-            elif fi.kind == "datetime":
-                expr = (f"_utc_text({x}) if {x}.__class__ is _datetime and {x}.tzinfo is _UTC "
-                        f"else u{i}({x})")
-            else:
-                expr = f"u{i}({x})"
-            if fi.nullable:
-                expr = f"None if {x} is None else ({expr})"
-            exprs.append(f"({expr})")
-        return exprs
-
-    def _compile_to_row(self) -> tuple[Callable[[Any], tuple[Any, ...]],
-                                       Callable[[list[Any]], list[tuple[Any, ...]]]]:
-        """``to_row(entity)`` and ``to_rows(entities)`` (one call for a whole batch)."""
-        ns: dict[str, Any] = {"cls": self.cls, "_slow": self._slow_to_row}
-        exprs = self._to_row_exprs(ns)
-        getters = "".join(f"            x{i} = e.{fi.name}\n"
-                          for i, fi in enumerate(self.fields))
-        row = f"({', '.join(exprs)},)"
-        src = (
-            "def to_row(e):\n"
-            "    if e.__class__ is cls:\n"
-            "        try:\n"
-            f"{getters}"
-            f"            return {row}\n"
-            "        except (TypeError, ValueError, AttributeError):\n"
-            "            pass\n"
-            "    return _slow(e)\n"
-            "\n"
-            "def to_rows(items):\n"
-            "    out = []\n"
-            "    append = out.append\n"
-            "    try:\n"
-            "        for e in items:\n"
-            "            if e.__class__ is not cls:\n"
-            "                raise TypeError\n"
-            f"{getters}"
-            f"            append({row})\n"
-            "        return out\n"
-            "    except (TypeError, ValueError, AttributeError):\n"
-            "        pass\n"
-            "    return [to_row(e) for e in items]\n"
-        )
-        exec(compile(src, f"<hive_store to_row {self.name}>", "exec"), ns)
-        return ns["to_row"], ns["to_rows"]
+        compile_codec(self)
 
     # rows -> entities
     def _slow_from_row(self, row: Any) -> E:
-        """The checked path: a :class:`ValidationError` naming each bad value."""
+        """Every field through its reader; a value it cannot type becomes a
+        :class:`RawValue` (or, strict, a :class:`RawValueError` naming each field)."""
         if len(row) != len(self.columns):
             raise ValidationError(self.name, [(
                 "*", f"a row of {len(row)} values for {len(self.columns)} columns")])
-        return self.structure(dict(zip(self.columns, row, strict=True)))
+        out: list[Any] = []
+        bad: list[tuple[str, str]] = []
+        for fi, v in zip(self.fields, row, strict=True):
+            try:
+                out.append(self._read_hooks[fi.name](v))
+                continue
+            except (TypeError, ValueError, OverflowError, RecursionError, KeyError,
+                    AttributeError) as exc:
+                reason = str(exc) or type(exc).__name__
+            try:
+                raw = RawValue(v, reason)
+            except (TypeError, ValueError):
+                raw = None
+            if raw is None:  # not a value SQLite stores: the row did not come from a database
+                raise ValidationError(self.name, [(fi.name, reason)])
+            out.append(raw)
+            bad.append((fi.name, reason if fi.secret else
+                        f"{reason}: {describe(v, 60)}"))
+        if bad and self.strict:
+            key = row[self.columns.index(self.pk)]
+            raise RawValueError(self.name, bad, key=key)
+        return self.build(out)
+
+    def build(self, values: Sequence[Any]) -> E:
+        """An instance holding ``values`` (in :attr:`columns` order) as they are, without
+        running the class's ``__init__`` checks (the values come from the database)."""
+        entity: Any = object.__new__(self.cls)
+        setattr_ = object.__setattr__
+        for name, value in zip(self.columns, values, strict=True):
+            setattr_(entity, name, value)
+        built: E = entity
+        return built
 
     def structure(self, data: Mapping[str, Any]) -> E:
-        """Build the entity from a mapping of field names (missing fields take defaults)."""
+        """Build the entity from a mapping of field names (missing fields take defaults);
+        every value must have a meaning of its field's type."""
         try:
             entity: E = self._struct(data, self.cls)
             return entity
@@ -605,10 +499,10 @@ class EntityCodec(Generic[E]):
                 self.name, [("*", f"expected a {self.name}, got {type(entity).__name__}")]
             )
         out, bad = [], []
-        for name, hook in self._unstruct_hooks.items():
+        for name, hook in self._write_hooks.items():
             try:
                 out.append(hook(getattr(entity, name)))
-            except (TypeError, ValueError, AttributeError) as exc:
+            except (TypeError, ValueError, AttributeError, OverflowError) as exc:
                 bad.append((name, str(exc)))
         if bad:
             raise ValidationError(self.name, bad)
@@ -618,32 +512,36 @@ class EntityCodec(Generic[E]):
         """Column name -> SQL value (the cattrs-generated unstructure function)."""
         try:
             return self._unstruct(entity)
-        except (TypeError, ValueError, AttributeError):
+        except (TypeError, ValueError, AttributeError, OverflowError):
             raise ValidationError(self.name, self.errors(entity)) from None
 
     def errors(self, entity: E) -> list[tuple[str, str]]:
         """Every (field, reason) that would stop this entity from being stored."""
         out = []
-        for name, hook in self._unstruct_hooks.items():
+        for name, hook in self._write_hooks.items():
             try:
                 hook(getattr(entity, name))
-            except (TypeError, ValueError, AttributeError) as exc:
+            except (TypeError, ValueError, AttributeError, OverflowError) as exc:
                 out.append((name, str(exc)))
         return out or [("?", "unknown conversion error")]
 
     def field(self, name: str) -> FieldInfo:
         """The named field; a :class:`ValidationError` for a name that is not a column."""
+        if not isinstance(name, str):
+            raise ValidationError(self.name, [(describe(name, 40), "field names are text")])
         try:
             return self._by_name[name]
         except KeyError:
             raise ValidationError(self.name, [(name, "no such field")]) from None
 
     def to_sql(self, name: str, value: Any) -> Any:
-        """One field's value as bound to SQLite (for filters); checked like a write."""
+        """One field's value as bound to SQL for a filter; checked like a write (a text
+        field with fixed choices takes any text)."""
         try:
-            return self._unstruct_hooks[self.field(name).name](value)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(self.name, [(name, str(exc))]) from None
+            return self._filter_hooks[self.field(name).name](value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            reason = str(exc)
+        raise ValidationError(self.name, [(name, reason)])
 
     def key_of(self, entity: Any) -> Any:
         """The primary key value of an entity."""
@@ -655,3 +553,17 @@ class EntityCodec(Generic[E]):
             self.field(name)
         new: E = attrs.evolve(entity, **changes)  # type: ignore[misc]
         return new
+
+    def changed(self, stored: Sequence[Any], row: Sequence[Any]) -> list[int]:
+        """The indexes of the columns where ``row`` (an entity's SQL values) differs from the
+        stored row's values in the form hive-store writes them (see :meth:`canonical`)."""
+        canon = self.canonical(stored)
+        return [i for i, (a, b) in enumerate(zip(canon, row, strict=True))
+                if not (a.__class__ is b.__class__ and a == b)]
+
+    def canonical(self, stored: Sequence[Any]) -> tuple[Any, ...]:
+        """A stored row's values as hive-store would write the values it reads from them: a
+        legacy timestamp as its instant in hive-store's form, JSON re-serialised, a raw value
+        as it is. Two rows that read as the same values have the same canonical form."""
+        return self.to_row(self.from_row(stored))
+

@@ -292,6 +292,12 @@ class AsyncStore:
         return self.sync.backend
 
     @property
+    def strict(self) -> bool:
+        """Whether reads raise :class:`hive_store.RawValueError` instead of returning
+        :class:`hive_store.RawValue` fields (``open(…, strict=True)``)."""
+        return self.sync.strict
+
+    @property
     def plugins(self) -> Plugins:
         """The store's plugin set."""
         return self.sync.plugins

@@ -31,6 +31,15 @@ class Repository(Protocol[E]):
     """Typed access to one entity's table. Every method is atomic; inside
     :meth:`hive_store.Store.transaction` it joins that transaction.
 
+    Values follow :mod:`hive_store.values` (the codec does the work): writes bind the codec's
+    checked SQL values and return the entity as stored (``codec.dump``); reads build entities
+    with the codec, which never fails on a stored value (a :class:`hive_store.RawValue` in the
+    field, or :class:`hive_store.RawValueError` for a strict codec); ``update`` and ``upsert``
+    of an existing row write only the columns ``codec.changed`` names; filters and ordering on
+    timestamp, date and boolean fields compare by meaning (the comparison keys of
+    :func:`hive_store.values.timestamp_key` and friends); keys chosen in AUTOINCREMENT tables
+    are at most :data:`hive_store.values.MAX_AUTO_ID`.
+
     Optional: ``get_nowait(key) -> E | None``, :meth:`get` if it can run at once without
     waiting (for a connection, a lock) and ``None`` otherwise; :mod:`hive_store.aio` serves
     point reads on the event loop through it when a repository has it.
@@ -54,12 +63,15 @@ class Repository(Protocol[E]):
         ...
 
     def upsert(self, entity: E) -> E:
-        """Insert, or replace every column of the row with the same key."""
+        """Insert, or write over the row with the same key the columns whose values differ
+        from the stored ones (nothing if none does); returns the row as stored."""
         ...
 
     def update(self, entity_or_key: Any, /, **changes: Any) -> E:
         """Write an entity (evolved with ``changes``) over the row with its key; or, given a
-        key, apply ``changes`` to the stored row. Raises :class:`hive_store.NotFound`."""
+        key, apply ``changes`` to the stored row. Only the columns whose values differ from
+        the stored ones are written (the others keep their stored bytes); returns the row as
+        stored. Raises :class:`hive_store.NotFound`."""
         ...
 
     def delete(self, entity_or_key: Any) -> bool:

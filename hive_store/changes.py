@@ -25,13 +25,18 @@ class Change:
     :ivar op: insert, update, upsert or delete
     :ivar table: the table name
     :ivar key: the row's primary key value
-    :ivar entity: the entity as written (``None`` for a delete)
+    :ivar entity: the whole row as stored after the write, as a read returns it (``None`` for
+        a delete)
+    :ivar columns: the columns the write set: ``None`` for an insert or a delete (every
+        column); for an update, and an upsert that found the row, only the columns whose
+        values changed (never empty: a write that changes nothing records no change)
     """
 
     op: Op
     table: str
     key: Any
     entity: Any = None
+    columns: tuple[str, ...] | None = None
 
 
 @attrs.frozen

@@ -8,8 +8,22 @@ Each class carries its table in ``__table__`` and its primary key column in ``__
 whose key is ``INTEGER PRIMARY KEY AUTOINCREMENT`` set ``__autoincrement__`` and leave the key
 ``None`` until the row is stored. New text keys are time-ordered UUIDv7 strings.
 
-Defaults mirror the SQL defaults of the schema, so an entity built in Python is exactly the row
-that gets stored (no re-read after insert).
+Defaults mirror the SQL defaults of the schema. A write returns the entity as stored (the same
+object when every value is already in its stored form).
+
+Entities read from the database may hold a :class:`hive_store.RawValue` in any field: the
+stored value exactly, when it has no meaning of the field's type (a timestamp ``'never'``, plain
+text in a JSON column …). Legacy shapes with a meaning are read as real values (epoch numbers,
+``'true'``, other timestamp forms). Writing such an entity back writes only the columns whose
+values changed. See :mod:`hive_store.values` for every rule; ``hive_store.open(url,
+strict=True)`` raises :class:`hive_store.RawValueError` instead of returning raw values.
+
+Text columns whose values Hive fixes get them checked on write (``choices``): the CHECK-listed
+ones are enums (:class:`EventType`, :class:`Stage`, :class:`ContextType`, :class:`ThreadType`);
+``Message.role`` takes the roles Hive's apps write (:data:`ROLES`) and ``Message.stage`` the
+four stage names. Columns Hive lists only in comments (``usage_records.action_type``,
+``budget_limits.period_type``, ``sync_metadata.status`` …) stay free text: old files hold
+other values there, and Hive's code does not restrict them.
 """
 
 # No ``from __future__ import annotations`` here: attrs and the converters read the real types.
@@ -36,6 +50,12 @@ def json_field(*, nullable: bool = True, **kwargs: Any) -> Any:
     return attrs.field(metadata={"json": True, "nullable": nullable}, **kwargs)
 
 
+def choice_field(choices: tuple[str, ...], **kwargs: Any) -> Any:
+    """An attrs text field that takes only ``choices`` on write (a stored value outside them
+    reads as a :class:`hive_store.RawValue`)."""
+    return attrs.field(metadata={"choices": choices}, **kwargs)
+
+
 class Stage(str, enum.Enum):
     """The four consensus stages, in pipeline order."""
 
@@ -43,6 +63,13 @@ class Stage(str, enum.Enum):
     REFINER = "refiner"
     VALIDATOR = "validator"
     CURATOR = "curator"
+
+
+ROLES: tuple[str, ...] = ("user", "assistant", "system")
+"""``messages.role``: what the Hive apps write (the question, one answer per stage, and the
+Electron app's system messages)."""
+STAGES: tuple[str, ...] = ("generator", "refiner", "validator", "curator")
+"""``messages.stage``: the stage names, as :class:`Stage` values."""
 
 
 class EventType(str, enum.Enum):
@@ -247,9 +274,9 @@ class Message:
 
     id: str = attrs.field(factory=uuid7)
     conversation_id: str
-    role: str
+    role: str = choice_field(ROLES)
     content: str
-    stage: str | None = None
+    stage: str | None = choice_field(STAGES, default=None)
     model_used: str | None = None
     timestamp: datetime | None = attrs.field(factory=utcnow)
 

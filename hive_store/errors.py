@@ -6,6 +6,7 @@ never contain secrets or raw SQL built from user input.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 
 
@@ -15,7 +16,23 @@ class HiveStoreError(Exception):
 
 def excerpt(value: object, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters: messages quote input, never all of it."""
-    text = repr(value) if not isinstance(value, str) else value
+    text = describe(value, limit) if not isinstance(value, str) else value
+    return text if len(text) <= limit else f"{text[:limit - 1]}…"
+
+
+_reprs = reprlib.Repr()
+_reprs.maxlevel = 2
+_reprs.maxstring = _reprs.maxother = 80
+
+
+def describe(value: object, limit: int = 80) -> str:
+    """A short ``repr`` of any value a caller passed, safe for messages: nested containers
+    are cut (a 50,000-deep list does not recurse), and a ``__repr__`` that fails or is
+    slow to build does not replace the error being reported."""
+    try:
+        text = _reprs.repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} object>"
     return text if len(text) <= limit else f"{text[:limit - 1]}…"
 
 
@@ -42,13 +59,30 @@ class ValidationError(HiveStoreError, ValueError):
         return self.errors[0][0] if self.errors else None
 
 
+class RawValueError(ValidationError):
+    """A stored value could not be read as its field's type. Raised by strict reads only
+    (``hive_store.open(url, strict=True)``); tolerant reads (the default) put a
+    :class:`hive_store.RawValue` holding the stored value in the field instead.
+
+    :ivar entity: entity class name; :ivar errors: ``(field, reason)`` pairs;
+    :ivar key: the row's primary key value (``None`` if it could not be read either)
+    """
+
+    def __init__(self, entity: str, errors: Sequence[tuple[str, str]], key: object = None) -> None:
+        super().__init__(entity, errors)
+        self.key = key
+        detail = "; ".join(f"{field}: {reason}" for field, reason in self.errors)
+        self.args = (f"unreadable stored {entity} {describe(key, 60)}: {detail} "
+                     "(strict reads; open without strict=True to get RawValue fields)",)
+
+
 class NotFound(HiveStoreError, LookupError):
     """No row has the requested key."""
 
     def __init__(self, entity: str, key: object) -> None:
         self.entity = entity
         self.key = key
-        super().__init__(f"{entity} {excerpt(repr(key))} not found")
+        super().__init__(f"{entity} {describe(key)} not found")
 
 
 class IntegrityError(HiveStoreError):

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, overload
 
 import attrs
 
-from hive_store._converters import EntityCodec, codec_for
+from hive_store._converters import EntityCodec, codec_for, enum_member
 from hive_store.backend import Backend, Repository
 from hive_store.changes import Change
 from hive_store.entities import (
@@ -63,10 +63,12 @@ from hive_store.errors import (
     PluginError,
     StoreClosed,
     ValidationError,
+    describe,
 )
 from hive_store.health import HealthResult, run_checks
 from hive_store.plugins import Plugins, get_plugins
 from hive_store.url import default_url, parse_url
+from hive_store.values import check_float, check_text
 
 log = logging.getLogger("hive_store")
 E = TypeVar("E")
@@ -82,32 +84,40 @@ def _bad(attr: Any, reason: str) -> ValidationError:
 
 def _count(_inst: Any, attr: Any, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**62:
-        raise _bad(attr, f"must be a whole number from 0 to 2**62, got {value!r:.40}")
+        raise _bad(attr, f"must be a whole number from 0 to 2**62, got {describe(value, 40)}")
 
 
 def _duration(_inst: Any, attr: Any, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10**12:
-        raise _bad(attr, f"must be milliseconds from 0 to 10**12, got {value!r:.40}")
+        raise _bad(attr, f"must be milliseconds from 0 to 10**12, got {describe(value, 40)}")
 
 
 def _amount(_inst: Any, attr: Any, value: Any) -> None:
-    if (not isinstance(value, (int, float)) or isinstance(value, bool)
-            or not math.isfinite(value) or value < 0):
-        raise _bad(attr, f"must be a finite number >= 0, got {value!r:.40}")
+    try:
+        number = check_float(value)  # an int only when a float holds it exactly
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise _bad(attr, f"must be a finite number >= 0, got {describe(value, 40)}")
 
 
 def _text(_inst: Any, attr: Any, value: Any) -> None:
-    if not isinstance(value, str):
-        raise _bad(attr, f"must be text, got {type(value).__name__}")
+    try:
+        check_text(value)
+    except (TypeError, ValueError) as exc:
+        reason = str(exc)
+    else:
+        return
+    raise _bad(attr, reason)
 
 
 def _stage(value: Any) -> Stage:
-    try:
-        return Stage(value)
-    except ValueError:
+    member: Stage | None = enum_member(Stage, value)
+    if member is None:
         raise ValidationError("StageOutput", [(
-            "stage", f"{value!r:.40} is not one of generator, refiner, validator, curator")]
-        ) from None
+            "stage",
+            f"{describe(value, 40)} is not one of generator, refiner, validator, curator")])
+    return member
 
 
 @attrs.frozen(kw_only=True)
@@ -197,10 +207,13 @@ class Store:
     daily_usage_summary: Repository[DailyUsageSummary]
     consensus_facts: Repository[ConsensusFact]
 
-    def __init__(self, backend: Backend, plugins: Plugins) -> None:
+    def __init__(self, backend: Backend, plugins: Plugins, *, strict: bool = False) -> None:
         self.backend = backend
         self.plugins = plugins
         self.url = backend.url
+        self.strict = strict
+        """Whether reads raise :class:`hive_store.RawValueError` for a stored value that
+        cannot be typed (instead of a :class:`hive_store.RawValue` in the entity)."""
         self._closed = False
         self._services: dict[str, object] = {}
         self._services_view = types.MappingProxyType(self._services)
@@ -208,7 +221,7 @@ class Store:
         self._codecs: dict[type, EntityCodec[Any]] = {}
         self._by_table: dict[str, type] = {}
         for cls in plugins.entities(getattr(backend, "dialect", None)):
-            codec: EntityCodec[Any] = codec_for(cls)
+            codec: EntityCodec[Any] = codec_for(cls, strict=strict)
             if codec.table in self._by_table and self._by_table[codec.table] is not cls:
                 raise PluginError(f"two entities claim the table {codec.table!r}")
             self._codecs[cls] = codec
@@ -486,7 +499,9 @@ class Store:
         quality_score: float | None = None, success_rate: str | None = None,
         confidence_level: str | None = None, consensus_improvement: int | None = None,
     ) -> Conversation:
-        """Set a conversation's metrics (the given ones) and its ``updated_at``."""
+        """Set a conversation's metrics (the given ones) and its ``updated_at``. Only the
+        columns whose values change are written: the rest of the row keeps its stored bytes
+        (a legacy row whose user is gone can be updated; its ``user_id`` is not touched)."""
         given = {k: v for k, v in {
             "total_cost": total_cost, "input_tokens": input_tokens,
             "output_tokens": output_tokens, "quality_score": quality_score,
@@ -497,7 +512,10 @@ class Store:
 
     def complete_conversation(self, conversation_id: str, *, success: bool = True,
                               end_time: datetime | None = None) -> Conversation:
-        """Mark a conversation finished: ``end_time``, ``success`` and ``updated_at``."""
+        """Mark a conversation finished: ``end_time``, ``success`` and ``updated_at`` (only
+        those columns are written)."""
+        if not isinstance(success, bool):
+            raise ValidationError("Conversation", [("success", "takes True or False")])
         now = utcnow()
         return self.conversations.update(conversation_id, end_time=end_time or now,
                                          success=1 if success else 0, updated_at=now)
@@ -630,6 +648,7 @@ def open(
     migrate: bool | None = None,
     allow_drift: bool = False,
     read_only: bool = False,
+    strict: bool = False,
     **options: Any,
 ) -> Store:
     """Open (creating and migrating if needed) the store at ``url``.
@@ -643,6 +662,10 @@ def open(
     :param read_only: open an existing database without changing a byte of it: no file is
         created, nothing is migrated or adopted, plugins write nothing, and every write raises
         :class:`StorageError` (for inspecting a file, e.g. ``hive-store status``)
+    :param strict: reads raise :class:`hive_store.RawValueError` for a stored value that has
+        no meaning of its field's type; by default the entity holds a
+        :class:`hive_store.RawValue` with the exact stored value instead (files the old Hive
+        apps wrote hold such values: see ``docs/guarantees.md``)
     :param options: backend options, e.g. ``max_size=4``, ``connection_timeout=5``,
         ``durability="full"`` (see the backend's documentation)
     """
@@ -669,7 +692,9 @@ def open(
         migrate = False
     store: Store | None = None
     try:
-        store = Store(backend, plugins)
+        if not isinstance(strict, bool):
+            raise ConfigurationError("strict takes True or False")
+        store = Store(backend, plugins, strict=strict)
         if migrate is None or migrate:
             migrator = plugins.migrator(backend)
             if migrator is None:

@@ -2,11 +2,18 @@
 
 Strategies
 ----------
-``entities(cls)`` is a hypothesis strategy of valid entities of any registered entity class,
-covering unicode text, NULLs, extreme numbers and aware datetimes in any offset.
+``entities(cls)`` is a hypothesis strategy of valid entities of any registered entity class
+whose values are in their stored form (unicode text, NULLs, extreme numbers, UTC datetimes),
+so a write returns them unchanged; ``accepted_entities(cls)`` also draws every other form a
+write accepts (``str``/``int``/``float`` subclasses with and without ``__conform__``, ints for
+floats, datetimes in any offset up to the edges of the range, tuples in JSON, enum values), and
+``identical(a, b)`` compares what a write returned with what a read returns, types included.
 ``value_strategy(info)`` gives the values one field accepts; ``hostile_values()`` and
 ``hostile_text()`` give values and text that no field should accept, or that try to break out
-of SQL (injection payloads, NaN, huge numbers and strings, naive datetimes, foreign enums …).
+of SQL (injection payloads, lone surrogates, NaN, huge numbers and strings, naive and
+overflowing datetimes, 60,000-deep JSON, foreign enums …), built from ``surrogate_text()``,
+``extreme_datetimes()``, ``huge_ints()``, ``deep_json()`` and ``subclass_values()``
+(``tests/test_values.py`` checks that each really draws what it claims).
 ``counts_unchanged(store)`` is a context manager that fails if the block changed the row count
 of any table (wrap a call that must be rejected without writing anything).
 
@@ -57,10 +64,8 @@ the Hive schema's constraints (the core migrations create them).
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from hypothesis import strategies as st
@@ -71,16 +76,38 @@ from hypothesis.stateful import (
     rule,
 )
 
-from hive_store._converters import EntityCodec, FieldInfo
+from hive_store._converters import EntityCodec
+from hive_store._strategies import (  # re-exported: the public strategies
+    EXTREME_OFFSETS,
+    JSON,
+    OFFSETS,
+    SQL_INJECTIONS,
+    SUBCLASSES,
+    TEXT,
+    ConformingFloat,
+    ConformingInt,
+    ConformingText,
+    FloatSubclass,
+    IntSubclass,
+    TextSubclass,
+    accepted_entities,
+    accepted_value_strategy,
+    deep_json,
+    entities,
+    extreme_datetimes,
+    hostile_text,
+    hostile_values,
+    huge_ints,
+    identical,
+    subclass_values,
+    surrogate_text,
+    value_strategy,
+)
 from hive_store.entities import (
-    ContextType,
     Conversation,
     ConversationTopic,
-    EventType,
     Message,
     Setting,
-    Stage,
-    ThreadType,
     User,
 )
 from hive_store.errors import Conflict, IntegrityError, NotFound
@@ -89,137 +116,6 @@ if TYPE_CHECKING:
     from hive_store.store import Store
 
 E = TypeVar("E")
-
-TEXT = st.text(st.characters(codec="utf-8"), max_size=200)
-OFFSETS = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                           timezone(timedelta(hours=-8)), timezone(timedelta(hours=14))])
-JSON_SCALARS = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-                | st.floats(allow_nan=False, allow_infinity=False) | TEXT)
-JSON = st.recursive(
-    JSON_SCALARS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXT, children, max_size=4),
-    max_leaves=12,
-)
-
-
-def value_strategy(info: FieldInfo) -> st.SearchStrategy[Any]:
-    """Values a field of this kind accepts."""
-    kinds: dict[str, st.SearchStrategy[Any]] = {
-        "str": TEXT,
-        "int": st.integers(-(2**63), 2**63 - 1),
-        "float": st.floats(allow_nan=False),
-        "bool": st.booleans(),
-        "datetime": st.datetimes(timezones=OFFSETS).filter(_fits_utc),
-        "date": st.dates(),
-        "json": JSON.filter(lambda v: v is not None) if not info.nullable else JSON,
-    }
-    base = st.sampled_from(list(info.enum_type)) if info.enum_type else kinds[info.kind]
-    if info.nullable and info.kind != "json":
-        return st.none() | base
-    return base
-
-
-def _fits_utc(dt: Any) -> bool:
-    try:
-        dt.astimezone(UTC)
-    except OverflowError:
-        return False
-    return True
-
-
-def entities(cls: type[E], **fixed: Any) -> st.SearchStrategy[E]:
-    """Valid entities of ``cls``; ``fixed`` pins fields (e.g. foreign keys) to values or
-    strategies."""
-    codec = EntityCodec(cls)
-    fields: dict[str, st.SearchStrategy[Any]] = {}
-    for info in codec.fields:
-        if info.name in fixed:
-            value = fixed[info.name]
-            fields[info.name] = value if isinstance(value, st.SearchStrategy) else st.just(value)
-        elif info.name == codec.pk and codec.autoincrement:
-            fields[info.name] = st.none()
-        else:
-            fields[info.name] = value_strategy(info)
-    return st.builds(cls, **fields)
-
-
-# -- hostile input ---------------------------------------------------------------------------
-
-SQL_INJECTIONS: tuple[str, ...] = (
-    "'; DROP TABLE messages; --",
-    '" OR 1=1 --',
-    "x' UNION SELECT key, value FROM configurations --",
-    "1; DELETE FROM users",
-    "id) VALUES (1); --",
-    "rowid",
-    "*",
-    "sqlite_master",
-    "\" FROM users; --",
-    "`id`",
-    "[id]",
-    "id--",
-    "id/*",
-    "%",
-    "_",
-    "\\",
-    "\x00",
-    "'",
-    '"',
-    "🐝'); DELETE FROM conversations; --",
-)
-"""SQL fragments to feed as values, field names and ``order_by`` specs."""
-
-
-def hostile_text(max_size: int = 60, huge: int = 1_000_000) -> st.SearchStrategy[str]:
-    """Text that tries to break out of SQL or encodings: injection payloads, lone surrogates,
-    NULs, mixtures of those, and very long strings (10 000 to ``huge`` characters)."""
-    return st.one_of(
-        st.sampled_from(SQL_INJECTIONS),
-        st.builds(lambda a, b: a + b, st.sampled_from(SQL_INJECTIONS),
-                  st.text(max_size=max_size)),
-        st.text(max_size=max_size),  # includes lone surrogates
-        st.integers(min(10_000, huge), huge).map(lambda n: "x" * n),
-    )
-
-
-class _Opaque:
-    """An object with no business in a database."""
-
-    def __repr__(self) -> str:
-        return "<opaque>"
-
-
-def hostile_values(huge: int = 1_000_000) -> st.SearchStrategy[Any]:
-    """Values of every Python type a caller might pass by mistake: wrong types, NaN and
-    infinities, integers beyond 64 bits, naive and extreme datetimes, members of unrelated
-    enums, containers, bytes, arbitrary objects and :func:`hostile_text` (``huge`` bounds its
-    longest strings)."""
-    return st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(),
-        st.sampled_from([2**63, -(2**63) - 1, 2**64, 10**30, -(10**30)]),
-        st.floats(),  # NaN and the infinities included
-        st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 1e308, 5e-324]),
-        st.complex_numbers(max_magnitude=10),
-        st.decimals(allow_nan=True),
-        hostile_text(huge=huge),
-        st.binary(max_size=20),
-        st.datetimes(),  # naive
-        st.datetimes(timezones=OFFSETS),
-        st.sampled_from([datetime.min, datetime.max,
-                         datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)]),
-        st.dates(),
-        st.sampled_from([*Stage, *EventType, *ContextType, *ThreadType]),
-        st.lists(st.integers() | st.text(max_size=5), max_size=3),
-        st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
-        st.tuples(st.integers()),
-        st.frozensets(st.integers(), max_size=2),
-        st.just(_Opaque()),
-        st.just(object),
-        st.just(Ellipsis),
-    )
-
 
 # -- the conformance machine -------------------------------------------------------------------
 
@@ -327,6 +223,10 @@ class RepositoryMachine(RuleBasedStateMachine):
     def _key(self, entity: Any) -> Any:
         return self.codecs[type(entity)].key_of(entity)
 
+    def _stored(self, entity: Any) -> Any:
+        """The entity as a write stores and returns it (the core's value rules)."""
+        return self.codecs[type(entity)].dump(entity)[1]
+
     def _copy(self) -> Tables:
         return {cls: dict(rows) for cls, rows in self.model.items()}
 
@@ -380,9 +280,11 @@ class RepositoryMachine(RuleBasedStateMachine):
         if codec.autoincrement and codec.key_of(entity) is None:
             assert isinstance(key, int) and not isinstance(key, bool), f"assigned key {key!r}"
             assert key not in tables[type(entity)], f"assigned key {key} is already used"
-            assert stored == codec.evolve(entity, **{codec.pk: key}), "add changed the entity"
+            want = codec.evolve(self._stored(entity), **{codec.pk: key})
+            assert stored == want, "add changed the entity"
         else:
-            assert stored == entity, f"add returned {stored!r} for {entity!r}"
+            want = self._stored(entity)
+            assert stored == want, f"add returned {stored!r} for {entity!r}"
         return key
 
     # -- drawing from the current state -------------------------------------------------------
@@ -451,7 +353,7 @@ class RepositoryMachine(RuleBasedStateMachine):
                 failing = True
                 break
             if not auto:
-                after[cls][self._key(entity)] = entity
+                after[cls][self._key(entity)] = self._stored(entity)
         if failing:
             self._call(IntegrityError, f"add_many({batch!r})",
                        lambda: self._repo(cls).add_many(batch))
@@ -462,7 +364,9 @@ class RepositoryMachine(RuleBasedStateMachine):
             for entity, got in zip(batch, stored, strict=True):
                 after[cls][self._insert_key(after, entity, got)] = got
         else:
-            assert stored == batch, f"add_many returned {stored!r} for {batch!r}"
+            want = [self._stored(e) for e in batch]
+            assert stored == want, f"add_many returned {stored!r} for {batch!r}"
+            batch = want
         self.model = after
 
     @rule(cls=ENTITY_CLASS, data=st.data())
@@ -480,8 +384,9 @@ class RepositoryMachine(RuleBasedStateMachine):
             if replacing is None:
                 self.model[cls][self._insert_key(self.model, entity, result)] = result
             else:
-                assert result == entity, f"upsert returned {result!r} for {entity!r}"
-                self.model[cls][key] = entity
+                want = self._stored(entity)
+                assert result == want, f"upsert returned {result!r} for {entity!r}"
+                self.model[cls][key] = want
 
     @rule(cls=ENTITY_CLASS, data=st.data())
     def update_fields(self, cls: type, data: st.DataObject) -> None:
@@ -502,8 +407,9 @@ class RepositoryMachine(RuleBasedStateMachine):
         result = self._call(expected, f"update({key!r}, **{changes!r})",
                             lambda: self._repo(cls).update(key, **changes))
         if expected is None:
-            assert result == new, f"update returned {result!r}, expected {new!r}"
-            self.model[cls][key] = new
+            want = self._stored(new)
+            assert result == want, f"update returned {result!r}, expected {want!r}"
+            self.model[cls][key] = want
 
     @rule(cls=ENTITY_CLASS, data=st.data())
     def update_entity(self, cls: type, data: st.DataObject) -> None:
@@ -516,8 +422,9 @@ class RepositoryMachine(RuleBasedStateMachine):
         expected = self._expected_error(*self._problems(self.model, entity, key))
         result = self._call(expected, f"update({entity!r})", lambda: self._repo(cls).update(entity))
         if expected is None:
-            assert result == entity, f"update returned {result!r} for {entity!r}"
-            self.model[cls][key] = entity
+            want = self._stored(entity)
+            assert result == want, f"update returned {result!r} for {entity!r}"
+            self.model[cls][key] = want
 
     @rule(cls=ENTITY_CLASS, data=st.data())
     def delete(self, cls: type, data: st.DataObject) -> None:
@@ -685,15 +592,31 @@ def counts_unchanged(store: Store, tables: Sequence[str] | None = None) -> Itera
 
 
 __all__ = [
+    "EXTREME_OFFSETS",
     "JSON",
     "OFFSETS",
     "SQL_INJECTIONS",
+    "SUBCLASSES",
     "TEXT",
+    "ConformingFloat",
+    "ConformingInt",
+    "ConformingText",
+    "FloatSubclass",
+    "IntSubclass",
     "RepositoryMachine",
+    "TextSubclass",
+    "accepted_entities",
+    "accepted_value_strategy",
     "counts_unchanged",
+    "deep_json",
     "entities",
+    "extreme_datetimes",
     "hostile_text",
     "hostile_values",
+    "huge_ints",
+    "identical",
     "machine_for",
+    "subclass_values",
+    "surrogate_text",
     "value_strategy",
 ]

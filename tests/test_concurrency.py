@@ -502,7 +502,8 @@ def test_batch_changes_are_built_only_if_a_listener_reads_them(
             s.conversations.update(c.id, total_cost=2.0)
     assert expanded == [1]
     assert after.after == [(*map(ins, ms2), Change(Op.UPDATE, "conversations", c.id,
-                                                   attrs.evolve(c, total_cost=2.0)))]
+                                                   attrs.evolve(c, total_cost=2.0),
+                                                   ("total_cost",)))]
     assert tables.tables[-1] == frozenset({"messages", "conversations"})
     assert len(ms) == 50
 
@@ -561,7 +562,8 @@ def test_one_event_per_transaction_with_all_changes_in_order(spy_store: hive_sto
             m5 = spy_store.messages.upsert(Message(conversation_id=c.id, role="user",
                                                    content="u"))
         assert spy.after == []  # nothing before the commit
-    expected = (ins(c), ins(m1), *map(ins, ms), Change(Op.UPDATE, "conversations", c.id, c2),
+    expected = (ins(c), ins(m1), *map(ins, ms),
+                Change(Op.UPDATE, "conversations", c.id, c2, ("total_cost",)),
                 Change(Op.DELETE, "messages", m1.id, None),
                 Change(Op.UPSERT, "messages", m5.id, m5))
     assert spy.after == [expected]

@@ -23,7 +23,7 @@ from hive_store.entities import (
     Stage,
     User,
 )
-from hive_store.testing import entities
+from hive_store.testing import accepted_entities, entities, identical
 
 CODECS = {cls: EntityCodec(cls) for cls in CORE_ENTITIES}
 
@@ -79,18 +79,23 @@ def test_generated_row_functions_write_what_format_timestamp_writes(dt: datetime
     assert back == attrs.evolve(msg, timestamp=dt.astimezone(UTC)) and back.timestamp == dt
 
 
-def test_stored_rows_that_do_not_fit_are_validation_errors() -> None:
-    codec = EntityCodec(Message)
+def test_stored_values_that_do_not_fit_are_raw_values_or_strict_errors() -> None:
+    codec, strict = EntityCodec(Message), EntityCodec(Message, strict=True)
     good = codec.to_row(Message(conversation_id="c", role="user", content="x"))
     with pytest.raises(hive_store.ValidationError, match="6 values for 7 columns"):
         codec.from_row(good[:-1])
-    for bad, field in (((*good[:-1], "not a time"), "timestamp"),
-                       ((good[0], 42, *good[2:]), "conversation_id"),
-                       ((good[0], good[1], None, *good[3:]), "role")):
+    for bad, field, raw in (((*good[:-1], "not a time"), "timestamp", "not a time"),
+                            ((good[0], 42, *good[2:]), "conversation_id", 42),
+                            ((good[0], good[1], None, *good[3:]), "role", None)):
         for read in (codec.from_row, lambda row: codec.row_factory(None, row)):
-            with pytest.raises(hive_store.ValidationError) as info:
+            entity = read(bad)
+            assert getattr(entity, field) == hive_store.RawValue(raw)
+            assert codec.to_row(entity) == bad  # written back exactly as stored
+        for read in (strict.from_row, lambda row: strict.row_factory(None, row)):
+            with pytest.raises(hive_store.RawValueError) as info:
                 read(bad)
-            assert info.value.field == field
+            assert info.value.field == field and info.value.key == good[0]
+            assert isinstance(info.value, hive_store.ValidationError)
             assert info.value.__context__ is None  # the rejected value is not kept
 
 
@@ -224,4 +229,24 @@ def test_round_trip_through_sqlite(shared_store: hive_store.Store, cls: type,
     with pytest.raises(_Rollback), shared_store.backend.transaction(foreign_keys=False):
         stored = repo.add(entity)
         assert repo.get(CODECS[cls].key_of(stored)) == stored
+        raise _Rollback
+
+
+@pytest.mark.parametrize("cls", CORE_ENTITIES, ids=lambda c: c.__name__)
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_accepted_writes_return_what_is_stored(shared_store: hive_store.Store, cls: type,
+                                               data: st.DataObject) -> None:
+    """Values in every accepted form (subclasses with __conform__, ints for floats, tuples in
+    JSON, other offsets, enum values): add/upsert/update return exactly what get returns."""
+    entity = data.draw(accepted_entities(cls))
+    repo, codec = shared_store.repo(cls), CODECS[cls]
+    with pytest.raises(_Rollback), shared_store.backend.transaction(foreign_keys=False):
+        stored = repo.add(entity)
+        got = repo.get(codec.key_of(stored))
+        assert identical(got, stored), f"stored {got!r}, returned {stored!r}"
+        assert codec.dump(entity)[1] == codec.evolve(stored, **{codec.pk: codec.key_of(entity)})
+        assert identical(repo.upsert(entity if codec.key_of(entity) is not None else stored),
+                         got)
+        assert identical(repo.update(got), got)
         raise _Rollback

@@ -379,7 +379,7 @@ def test_storage_errors_name_the_operation(db_path: Path, case: str) -> None:
             if case == "conflict":
                 store.users.add(User(id="a"))
             elif case == "foreign key":
-                store.messages.add(Message(conversation_id="none", role="r", content="c"))
+                store.messages.add(Message(conversation_id="none", role="user", content="c"))
             else:
                 conv = store.conversations.add(Conversation())
                 raise _fill_until_full(store, conv.id)[1]

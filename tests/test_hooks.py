@@ -155,4 +155,4 @@ def test_store_lifecycle_hooks(tmp_path: Path) -> None:
 
     with hive_store.open(f"sqlite://{tmp_path / 'l.db'}", plugins=plugins_with(Lifecycle())) as s:
         s.users.add(hive_store.entities.User())
-    assert events == ["opened v3", "closing 1"]
+    assert events == ["opened v4", "closing 1"]

@@ -62,8 +62,8 @@ def test_list_and_dry_run_change_nothing(tmp_path: Path) -> None:
     listing = json.loads(run(NOTES[:2], "--db", db, "--json", "migrate", "--list").output)
     pending = [(p["set"], p["version"]) for p in listing["pending"]
                if p["set"] in ("hive_store", "notes")]
-    assert pending == [("hive_store", 1), ("hive_store", 2), ("hive_store", 3), ("notes", 1),
-                       ("notes", 2)]
+    assert pending == [("hive_store", 1), ("hive_store", 2), ("hive_store", 3),
+                       ("hive_store", 4), ("notes", 1), ("notes", 2)]
     dry = run(NOTES[:2], "--db", db, "migrate", "--dry-run")
     assert "CREATE TABLE notes" in dry.output and "pending" in dry.output
     assert "notes" not in tables(Path(db))

@@ -111,8 +111,9 @@ def test_plugin_set_with_triggers_is_applied_and_recorded(tmp_path: Path) -> Non
                             "ORDER BY namespace, version").fetchall()
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("hive_store", 1, "hive_schema"), ("hive_store", 2, "seed_catalog"),
-        ("hive_store", 3, "hive_runner_record"), ("notes", 1, "notes")]
-    assert rows[3][3] == mset.migrations[0].checksum and rows[3][4] >= 0
+        ("hive_store", 3, "hive_runner_record"), ("hive_store", 4, "time_keys"),
+        ("notes", 1, "notes")]
+    assert rows[4][3] == mset.migrations[0].checksum and rows[4][4] >= 0
     # reopening applies nothing twice
     hive_store.open(f"sqlite://{path}", plugins=_plugins(mset)).close()
     with sqlite3.connect(path) as conn:
@@ -188,7 +189,7 @@ def test_core_migrations_are_shipped_as_package_data() -> None:
     from hive_store_migrate import core_migrations
 
     core = core_migrations()
-    assert [m.version for m in core.migrations] == [1, 2, 3]
+    assert [m.version for m in core.migrations] == [1, 2, 3, 4]
     assert all(m.down for m in core.migrations)
 
 

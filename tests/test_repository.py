@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import tracemalloc
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 
 import hive_store
-from hive_store.entities import Conversation, CuratorTruth, KnowledgeConversation, Message, User
+from hive_store.entities import (
+    ActivityLog,
+    Conversation,
+    ConversationTopic,
+    CuratorTruth,
+    KnowledgeConversation,
+    Message,
+    User,
+)
 
 INJECTIONS = [
     "'; DROP TABLE messages; --",
@@ -199,3 +210,132 @@ def test_operations_on_a_closed_store_fail_clearly(backend_url: str) -> None:
         s.users.add(User())
     with pytest.raises(hive_store.StoreClosed):
         s.users.count()
+
+
+# -- values in and out (issue 14) -------------------------------------------------------------
+
+
+def test_explicit_autoincrement_keys_leave_the_key_space_usable(store: hive_store.Store) -> None:
+    conv = _conv(store)
+    topic = ConversationTopic(conversation_id=conv.id, topic="t")
+    for bad in (2**63 - 1, 2**53, 0, -5):
+        with pytest.raises(hive_store.ValidationError, match="AUTOINCREMENT"):
+            store.conversation_topics.add(attrs.evolve(topic, id=bad))
+        with pytest.raises(hive_store.ValidationError, match="AUTOINCREMENT"):
+            store.conversation_topics.upsert(attrs.evolve(topic, id=bad))
+        with pytest.raises(hive_store.ValidationError, match="AUTOINCREMENT"):
+            store.conversation_topics.add_many([attrs.evolve(topic, id=bad)])
+        with pytest.raises(hive_store.ValidationError, match="AUTOINCREMENT"):
+            store.log_activity("export", id=bad)
+    assert store.conversation_topics.count() == 0
+    with pytest.raises(hive_store.NotFound):  # lookups take any key
+        store.conversation_topics.get(2**63 - 1)
+    top = store.conversation_topics.add(attrs.evolve(topic, id=2**53 - 1))
+    after = store.conversation_topics.add(topic)  # SQLite still has keys to give
+    assert after.id == 2**53 == top.id + 1
+    # a key someone else stored up there stays readable, updatable and deletable
+    with store.backend.connection() as conn:
+        conn.execute("INSERT INTO conversation_topics (id, conversation_id, topic) "
+                     "VALUES (?, ?, 'x')", (2**63 - 1, conv.id))
+    assert store.conversation_topics.update(2**63 - 1, topic="y").topic == "y"
+    assert store.conversation_topics.delete(2**63 - 1)
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.messages.find(content__contains="a\ud800"),
+    lambda s: s.messages.count(content__like="\udfff%"),
+    lambda s: s.messages.find(content="\ud800"),
+    lambda s: s.messages.search("\ud800", fields=["content"]),
+    lambda s: s.search_knowledge("x\udc80"),
+    lambda s: s.messages.search("x", fields=[bytearray()]),
+    lambda s: s.messages.search("x", fields=[1]),
+    lambda s: s.messages.find(**{"timestamp__ge": datetime.min.replace(
+        tzinfo=timezone(timedelta(hours=5)))}),
+    lambda s: s.messages.find(timestamp__lt=datetime.max.replace(
+        tzinfo=timezone(timedelta(hours=-5)))),
+    lambda s: list(s.messages.iter(batch_size=2**31)),
+    lambda s: s.conversations.find(total_cost__ge=10**400),
+    lambda s: s.conversations.add(Conversation(total_cost=10**400)),
+    lambda s: s.conversations.add(Conversation(total_cost=2**53 + 1)),
+    lambda s: s.messages.get(["unhashable"]),
+    lambda s: s.messages.find(order_by=[bytearray()]),
+    lambda s: s.activity_log.add(ActivityLog(event_type="export", metadata={1: "a", "1": "b"})),
+    lambda s: s.activity_log.add(ActivityLog(event_type="export", metadata=_deep(50_000))),
+    lambda s: s.messages.add(Message(conversation_id="c", role="robot", content="x")),
+    lambda s: s.complete_conversation("c", success="yes"),
+    lambda s: s.activity_log.find(stage=_deep(50_000)),
+    lambda s: s.activity_log.find(event_type=_BadRepr()),
+    lambda s: s.messages.find(order_by=[_deep(50_000)]),
+    lambda s: s.record_consensus("q", [hive_store.StageOutput(
+        stage="generator", model="m", answer="a", tokens_input=_deep(50_000))]),
+    lambda s: s.record_consensus("q", [{"stage": _BadRepr(), "model": "m", "answer": "a"}]),
+    lambda s: s.record_consensus("q", [hive_store.StageOutput(
+        stage="generator", model="m", answer="a", cost=10**400)]),
+    lambda s: s.log_activity("export", metadata={"k": "\ud800"}),
+])
+def test_bad_input_is_a_validation_error(store: hive_store.Store, call: Any) -> None:
+    with pytest.raises(hive_store.ValidationError):
+        call(store)
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+def _deep(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_subclasses_and_adapters_never_change_what_is_stored(store: hive_store.Store) -> None:
+    import sqlite3
+
+    from hive_store.testing import ConformingFloat, ConformingInt, ConformingText
+
+    conv = store.conversations.add(Conversation(
+        id=ConformingText("c1"), input_tokens=ConformingInt(7),
+        total_cost=ConformingFloat(1.5), quality_score=3))
+    assert conv.id.__class__ is str and conv.input_tokens.__class__ is int
+    assert conv.quality_score == 3.0 and conv.quality_score.__class__ is float
+    assert store.conversations.get("c1") == conv
+    assert store.conversations.find(input_tokens=ConformingInt(7)) == [conv]
+    with store.backend.connection() as conn:
+        assert conn.execute("SELECT typeof(id), typeof(input_tokens), typeof(total_cost) "
+                            "FROM conversations").fetchone() == ("text", "integer", "real")
+    sqlite3.register_adapter(int, lambda n: str(n))
+    try:
+        with pytest.raises(hive_store.ConfigurationError, match="adapter"):
+            store.conversations.add(Conversation(input_tokens=1))
+        with pytest.raises(hive_store.ConfigurationError, match="adapter"):
+            store.conversations.update("c1", input_tokens=8)
+    finally:
+        del sqlite3.adapters[(int, sqlite3.PrepareProtocol)]
+    assert store.conversations.update("c1", input_tokens=8).input_tokens == 8
+
+
+def test_json_round_trips_exactly(store: hive_store.Store) -> None:
+    entry = store.log_activity("export", metadata={"t": (1, (2, 3)), "big": 10**30, "ü": -0.0})
+    assert entry.metadata == {"t": [1, [2, 3]], "big": 10**30, "ü": -0.0}
+    assert store.activity_log.get(entry.id) == entry
+    assert store.activity_log.update(entry).metadata["t"] == [1, [2, 3]]
+
+
+def test_a_closed_store_refuses_every_call(db_path: Path) -> None:
+    s = hive_store.open(f"sqlite://{db_path}")
+    conv = s.conversations.add(Conversation())
+    s.close()
+    calls = [lambda: s.conversations.get(conv.id), lambda: s.conversations.find(),
+             lambda: s.conversations.count(), lambda: list(s.conversations.iter()),
+             lambda: s.conversations.get_many([conv.id]),
+             lambda: s.conversations.search("x", fields=["success_rate"]),
+             lambda: s.conversations.add(Conversation()), lambda: s.conversations.upsert(conv),
+             lambda: s.conversations.update(conv), lambda: s.conversations.delete(conv.id),
+             lambda: s.conversations.add_many([Conversation()]),
+             lambda: s.update_conversation_metrics(conv.id, total_cost=1.0),
+             lambda: s.recent_activity(), lambda: s.search_knowledge("x")]
+    for call in calls:
+        with pytest.raises(hive_store.StoreClosed):
+            call()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from hive_store.errors import StorageError
 from hive_store_sqlite import ownership
 from hive_store_sqlite.ownership import Tx
+from hive_store_sqlite.texts import reread, text_or_bytes, undecodable
 
 if TYPE_CHECKING:
     from hive_store_sqlite.backend import SQLiteBackend
@@ -55,6 +56,7 @@ def iterate(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size:
     conn = pool.checkout()
     broken = True
     cursor: sqlite3.Cursor | None = None
+    done = 0
     try:
         cursor = conn.cursor()
         cursor.row_factory = factory
@@ -62,9 +64,16 @@ def iterate(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size:
         while True:
             if backend._closed:
                 raise backend._closed_error()
-            batch = cursor.fetchmany(batch_size)
+            try:
+                batch = cursor.fetchmany(batch_size)
+            except sqlite3.Error as exc:  # TEXT that is not UTF-8: read on, such text as bytes
+                if not undecodable(exc) or conn.text_factory is text_or_bytes:
+                    raise
+                cursor = reread(conn, cursor, sql, params, done, factory)
+                continue
             if not batch:
                 break
+            done += len(batch)
             yield from batch
         broken = False
     except GeneratorExit:
@@ -77,6 +86,7 @@ def iterate(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size:
             if cursor is not None:
                 with contextlib.suppress(sqlite3.Error):
                     cursor.close()
+            conn.text_factory = str
             if broken:
                 broken = _broken(conn)
             # Never waits: this may run in a finalizer, on any thread.
@@ -88,6 +98,7 @@ def _in_transaction(tx: Tx, sql: str, params: Sequence[Any], batch_size: int,
     from hive_store_sqlite.backend import translate_error
 
     cursor: sqlite3.Cursor | None = None
+    done = 0
     try:
         _check_bound(tx)
         cursor = tx.conn.cursor()
@@ -96,9 +107,22 @@ def _in_transaction(tx: Tx, sql: str, params: Sequence[Any], batch_size: int,
         cursor.execute(sql, params)
         while True:
             _check_bound(tx)
-            batch = cursor.fetchmany(batch_size)
+            try:
+                batch = cursor.fetchmany(batch_size)
+            except sqlite3.Error as exc:  # TEXT that is not UTF-8: read on, such text as bytes
+                if not undecodable(exc) or tx.conn.text_factory is text_or_bytes:
+                    raise
+                with contextlib.suppress(ValueError):
+                    tx.cursors.remove(cursor)
+                try:
+                    cursor = reread(tx.conn, cursor, sql, params, done, factory)
+                finally:
+                    tx.conn.text_factory = str  # rows are decoded as they are fetched
+                tx.cursors.append(cursor)
+                batch = _fetch_as_bytes(tx.conn, cursor, batch_size)
             if not batch:
                 break
+            done += len(batch)
             for row in batch:
                 _check_bound(tx)  # rows fetched before the transaction ended stay unread
                 yield row
@@ -110,6 +134,17 @@ def _in_transaction(tx: Tx, sql: str, params: Sequence[Any], batch_size: int,
                 cursor.close()
             with contextlib.suppress(ValueError):
                 tx.cursors.remove(cursor)
+
+
+def _fetch_as_bytes(conn: sqlite3.Connection, cursor: sqlite3.Cursor,
+                    batch_size: int) -> list[Any]:
+    """``fetchmany`` with TEXT that is not UTF-8 read as bytes (on a connection shared with
+    other code, the ``text_factory`` is set for this call only)."""
+    conn.text_factory = text_or_bytes
+    try:
+        return cursor.fetchmany(batch_size)
+    finally:
+        conn.text_factory = str
 
 
 def _check_bound(tx: Tx) -> None:
@@ -129,6 +164,7 @@ def _shared(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size:
     from hive_store_sqlite.backend import translate_error
 
     cursor: sqlite3.Cursor | None = None
+    done, as_bytes = 0, False
     try:
         while True:
             if backend._closed:
@@ -138,9 +174,23 @@ def _shared(backend: SQLiteBackend, sql: str, params: Sequence[Any], batch_size:
                     cursor = conn.cursor()
                     cursor.row_factory = factory
                     cursor.execute(sql, params)
-                batch = cursor.fetchmany(batch_size)
+                if as_bytes:
+                    batch = _fetch_as_bytes(conn, cursor, batch_size)
+                else:
+                    try:
+                        batch = cursor.fetchmany(batch_size)
+                    except sqlite3.Error as exc:  # TEXT that is not UTF-8: as bytes from here
+                        if not undecodable(exc):
+                            raise
+                        as_bytes = True
+                        try:
+                            cursor = reread(conn, cursor, sql, params, done, factory)
+                        finally:
+                            conn.text_factory = str
+                        batch = _fetch_as_bytes(conn, cursor, batch_size)
             if not batch:
                 break
+            done += len(batch)
             yield from batch
     except sqlite3.Error as exc:
         raise translate_error(exc, what) from None
