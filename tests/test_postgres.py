@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,7 +27,7 @@ from hive_store.entities import (
     Message,
     User,
 )
-from hive_store.testing import entities
+from hive_store.testing import accepted_entities, entities, identical
 from hive_store.url import parse_url
 from tests import pg_support
 
@@ -374,14 +375,14 @@ def test_json_text_ordering_and_like_as_sqlite_does(pg: hive_store.Store,
         conv = store.conversations.add(Conversation(id="c"))
         for i, w in enumerate(words):
             store.messages.add(Message(id=f"m{i:02d}", conversation_id=conv.id, role="user",
-                                       content=f"x{w}", stage=w))
+                                       content=f"x{w}", model_used=w))
         answers.append((
-            [m.stage for m in store.messages.find(order_by="stage")],
-            [m.stage for m in store.messages.find(order_by="-stage")],
-            store.messages.count(stage__lt="a"), store.messages.count(stage__gt="Z"),
-            sorted(m.stage or "" for m in store.messages.find(content__contains="É")),
-            sorted(m.stage or "" for m in store.messages.find(content__like="xa%")),
-            store.messages.count(stage__in=["a", "é", "nope"]),
+            [m.model_used for m in store.messages.find(order_by="model_used")],
+            [m.model_used for m in store.messages.find(order_by="-model_used")],
+            store.messages.count(model_used__lt="a"), store.messages.count(model_used__gt="Z"),
+            sorted(m.model_used or "" for m in store.messages.find(content__contains="É")),
+            sorted(m.model_used or "" for m in store.messages.find(content__like="xa%")),
+            store.messages.count(model_used__in=["a", "é", "nope"]),
             [m.id for m in store.messages.find(limit=3, offset=2)],
         ))
     assert answers[0] == answers[1]
@@ -417,13 +418,13 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
     pg_support.drop(url)
 
 
-def _with_parents(cls: type) -> st.SearchStrategy[Any]:
+def _with_parents(cls: type, strategy: Any) -> st.SearchStrategy[Any]:
     codec = hive_store.store.codec_for(cls)
     fixed = {name: value for name, value in PARENTS.items()
              if name in codec.columns and name != codec.pk}
     if cls is User:
         fixed["email"] = st.none()
-    return entities(cls, **fixed)
+    return strategy(cls, **fixed)  # type: ignore[no-any-return]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[
@@ -432,21 +433,30 @@ def _with_parents(cls: type) -> st.SearchStrategy[Any]:
 def test_the_same_entities_read_back_equal_on_both_backends(both: tuple[Any, Any],
                                                             data: st.DataObject) -> None:
     pg_store, lite = both
+    """Values in their stored form and in every form a write accepts (subclasses, ints for
+    floats, tuples in JSON, other offsets): add, upsert and update return exactly what a read
+    returns, and that is the same on both backends."""
     cls = data.draw(st.sampled_from(CORE_ENTITIES), label="entity")
-    entity = data.draw(_with_parents(cls), label=cls.__name__)
+    strategy = data.draw(st.sampled_from([entities, accepted_entities]), label="forms")
+    entity = data.draw(_with_parents(cls, strategy), label=cls.__name__)
     codec = lite.codec(cls)
     results = []
     for store in (lite, pg_store):
+        repo = store.repo(cls)
         try:
-            stored = store.repo(cls).add(entity)
+            stored = repo.add(entity)
         except hive_store.HiveStoreError as exc:
             results.append(exc)
             continue
         key = codec.key_of(stored)
-        got = store.repo(cls).get(key)
-        found = store.repo(cls).find(**{codec.pk: key})
+        got = repo.get(key)
+        found = repo.find(**{codec.pk: key})
+        assert identical(got, stored), (store.url, got, stored)
+        again = entity if codec.key_of(entity) is not None else stored
+        assert identical(repo.upsert(again), got)
+        assert identical(repo.update(got), got)
         results.append((stored, got, found))
-        store.repo(cls).delete(key)
+        repo.delete(key)
     lite_result, pg_result = results
     if isinstance(lite_result, hive_store.HiveStoreError):
         # refused on SQLite (a unique value, say): refused on PostgreSQL the same way
@@ -463,7 +473,7 @@ def test_the_same_entities_read_back_equal_on_both_backends(both: tuple[Any, Any
         p_got = codec.evolve(p_got, **{codec.pk: codec.key_of(l_got)})
         p_found = [codec.evolve(e, **{codec.pk: codec.key_of(l_got)}) for e in p_found]
     assert l_got == p_got and l_found == p_found == [l_got]
-    assert repr(l_got) == repr(p_got)  # the same types too (timestamps in UTC, bools, JSON)
+    assert identical(l_got, p_got)  # the same types too (timestamps in UTC, bools, JSON)
 
 
 # -- the test server itself ----------------------------------------------------------------------
@@ -653,3 +663,75 @@ def test_an_iterator_inside_a_transaction_sees_it_and_ends_with_it(
     with pytest.raises(hive_store.StorageError, match="has ended"):
         next(it2)  # even its already fetched rows: the transaction is over
     assert store.backend.pool_stats()["in_use"] == 0
+
+
+# -- what is stored is what is returned; writes change only what changed (docs/guarantees.md) ----
+
+
+def test_updates_write_only_the_columns_that_changed(pg: hive_store.Store) -> None:
+    from hive_store.entities import ActivityLog
+
+    entry = pg.activity_log.add(ActivityLog(event_type="export", metadata={"k": 1}))
+    with pg.backend.transaction() as conn:  # another client's spacing, and a counter of UPDATEs
+        conn.execute("""UPDATE activity_log SET metadata = '{ "k" :1 }' WHERE id = %s""",
+                     (entry.id,))
+        conn.execute("CREATE TABLE updates (n int)")
+        conn.execute("CREATE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN INSERT INTO updates VALUES (1); RETURN NEW; END $$")
+        conn.execute("CREATE TRIGGER count_update BEFORE UPDATE ON activity_log "
+                     "FOR EACH ROW EXECUTE FUNCTION count_update()")
+
+    def stored() -> tuple[int, str]:
+        with pg.backend.connection() as conn:
+            return (conn.execute("SELECT count(*) FROM updates").fetchone()[0],
+                    conn.execute("SELECT metadata::text FROM activity_log").fetchone()[0])
+
+    read = pg.activity_log.get(entry.id)
+    assert read == entry
+    assert pg.activity_log.update(read) == read  # nothing differs: nothing is written
+    assert pg.activity_log.upsert(read) == read
+    assert pg.activity_log.update(entry.id, metadata={"k": 1}) == read  # the same JSON
+    assert stored() == (0, '{ "k" :1 }')
+    changed = pg.activity_log.update(entry.id, model_used="m")
+    assert changed == attrs.evolve(read, model_used="m") == pg.activity_log.get(entry.id)
+    assert stored() == (1, '{ "k" :1 }')  # the JSON another client wrote keeps its text
+    pg.activity_log.upsert(attrs.evolve(changed, metadata={"k": 2}))
+    assert stored() == (2, '{"k":2}')
+
+
+def test_raw_values_are_refused_by_typed_columns_and_filters(pg: hive_store.Store) -> None:
+    """A RawValue (a value read from another app's SQLite file, e.g. 'now' in a timestamp
+    column) is never stored as something else: PostgreSQL's columns are typed."""
+    from hive_store import RawValue
+    from hive_store.entities import OpenRouterProvider
+
+    conv = pg.conversations.add(Conversation(id="c"))
+    msg = Message(conversation_id="c", role="user", content="hi")
+    provider = pg.openrouter_providers.add(OpenRouterProvider(
+        id="p", name="p", display_name="P", last_updated=conv.created_at))
+    cases = [(pg.messages, msg, "timestamp", RawValue("now", "not a timestamp")),
+             (pg.openrouter_providers, attrs.evolve(provider, id="p2"), "is_active",
+              RawValue(2, "not a boolean")),
+             (pg.openrouter_providers, attrs.evolve(provider, id="p3"), "capabilities",
+              RawValue("[1,", "not JSON"))]
+    for target, entity, field, raw in cases:
+        bad = attrs.evolve(entity, **{field: raw})
+        for call in (target.add, target.upsert, target.add_many):
+            with pytest.raises(hive_store.ValidationError, match="RawValue") as err:
+                call([bad] if call == target.add_many else bad)
+            assert err.value.field == field
+    with pytest.raises(hive_store.ValidationError, match="RawValue"):
+        pg.openrouter_providers.update("p", is_active=RawValue(2, "not a boolean"))
+    assert pg.messages.count() == 0 and pg.openrouter_providers.get("p") == provider
+    assert pg.openrouter_providers.get_many(["p2", "p3"]) == []
+    # text in a text column is stored as it is (a role Hive does not know), as on SQLite
+    odd = pg.messages.add(attrs.evolve(msg, role=RawValue("robot", "not a Hive role")))
+    assert odd.role == RawValue("robot") and pg.messages.get(odd.id) == odd
+    assert pg.messages.find(role=RawValue("robot")) == [odd]
+    assert pg.messages.find(role__in=[RawValue("robot"), "user"]) == [odd]
+    never = RawValue("never", "not a timestamp")
+    assert pg.conversations.find(created_at=never) == []
+    assert pg.conversations.find(created_at__ne=never) == [conv]
+    assert pg.conversations.find(created_at__in=[never, conv.created_at]) == [conv]
+    with pytest.raises(hive_store.ValidationError, match="RawValue"):
+        pg.conversations.find(created_at__lt=never)

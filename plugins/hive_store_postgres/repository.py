@@ -26,7 +26,8 @@ from typing import Any, Generic, TypeVar
 from hive_store._converters import EntityCodec
 from hive_store.backend import LOOKUPS, OrderBy
 from hive_store.changes import Change, Op
-from hive_store.errors import NotFound, StorageError, ValidationError
+from hive_store.errors import NotFound, StorageError, ValidationError, describe
+from hive_store.values import MAX_AUTO_ID, MAX_BATCH_SIZE, RawValue, check_text
 from hive_store_postgres.backend import PostgresBackend, quote
 
 E = TypeVar("E")
@@ -89,14 +90,9 @@ class PostgresRepository(Generic[E]):
         self._sql_insert_auto = (
             f"INSERT INTO {self._table} ({', '.join(rest)}) "
             f"VALUES ({', '.join(marks[i] for i in self._non_pk)}) RETURNING {self._pk}")
-        self._sql_upsert = (
-            f"{self._sql_insert} ON CONFLICT ({self._pk}) DO UPDATE SET "
-            + ", ".join(f"{q} = EXCLUDED.{q}" for q in rest)
-        ) if rest else f"{self._sql_insert} ON CONFLICT ({self._pk}) DO NOTHING"
-        self._sql_update = (
-            f"UPDATE {self._table} SET "
-            + ", ".join(f"{cols[i]} = {marks[i]}" for i in self._non_pk)
-            + f" WHERE {self._pk} = %s") if rest else None
+        self._sql_insert_new = f"{self._sql_insert} ON CONFLICT ({self._pk}) DO NOTHING"
+        self._qcols, self._qmarks = cols, marks
+        self._sql_updates: dict[tuple[int, ...], str] = {}  # by the changed columns' indexes
         self._sql_delete = f"DELETE FROM {self._table} WHERE {self._pk} = %s"
         self._sql_copy = f"COPY {self._table} ({self._cols}) FROM STDIN"
         self._marks = f"({', '.join(marks)})"
@@ -210,22 +206,52 @@ class PostgresRepository(Generic[E]):
             elif lookup == "in":
                 if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
                     raise ValidationError(self.codec.name, [(spec, "__in takes a list of values")])
-                items = [self._param(name, v) for v in value]
+                items = [self._param(name, v) if v.__class__ is not RawValue else v.value
+                         for v in value if v.__class__ is not RawValue or self._raw_kind(kind, v)]
                 if not items:
                     clauses.append("FALSE")
                 else:
                     clauses.append(f"{expr} = ANY(%s::{_ARRAYS[kind]})")
                     params.append(items)
             elif lookup in ("like", "contains"):
-                if not isinstance(value, str):
-                    raise ValidationError(self.codec.name, [(spec, f"__{lookup} takes text")])
+                text = self._text(spec, value)
                 clauses.append(f"{_fold(f'{col}::text')} LIKE {_fold('%s')} ESCAPE '\\'")
-                params.append(value if lookup == "like" else _like_pattern(value))
+                params.append(text if lookup == "like" else _like_pattern(text))
+            elif value.__class__ is RawValue:
+                clauses.append(self._raw_clause(spec, kind, expr, lookup, value))
+                if self._raw_kind(kind, value):
+                    params.append(value.value)
             else:
                 cast = "" if kind == "json" else _CASTS.get(kind, "")
                 clauses.append(f"{expr} {_OPS[lookup]} %s{cast}")
                 params.append(self._param(name, value))
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    @staticmethod
+    def _raw_kind(kind: str, raw: RawValue) -> bool:
+        """Whether a column of ``kind`` can hold ``raw``'s value here: text in text and JSON
+        columns (compared as text); every other column holds typed values only."""
+        return kind in ("str", "json") and raw.value.__class__ is str
+
+    def _raw_clause(self, spec: str, kind: str, expr: str, lookup: str, raw: RawValue) -> str:
+        """A filter by a :class:`RawValue` (a value read from another app's SQLite file): it
+        is compared as stored, and no typed PostgreSQL value equals it."""
+        if self._raw_kind(kind, raw):
+            return f"{expr} {_OPS[lookup]} %s"
+        if lookup == "eq":
+            return "FALSE"
+        if lookup == "ne":
+            return f"{expr} IS NOT NULL"
+        raise ValidationError(self.codec.name, [(spec, (
+            "a RawValue is only compared for (in)equality on PostgreSQL: its columns hold "
+            "typed values only"))])
+
+    def _text(self, spec: str, value: Any) -> str:
+        try:
+            return check_text(value)
+        except (TypeError, ValueError) as exc:
+            reason = str(exc)
+        raise ValidationError(self.codec.name, [(spec, reason)])
 
     def _order(self, order_by: OrderBy) -> str:
         if order_by is None:
@@ -241,7 +267,8 @@ class PostgresRepository(Generic[E]):
         parts = []
         for spec in specs:
             if not isinstance(spec, str) or not spec:
-                raise ValidationError(self.codec.name, [("order_by", f"bad field {spec!r}")])
+                raise ValidationError(self.codec.name, [
+                    ("order_by", f"bad field {describe(spec, 40)}")])
             desc = spec.startswith("-")
             name = spec.lstrip("-+")
             self.codec.field(name)
@@ -257,11 +284,13 @@ class PostgresRepository(Generic[E]):
         return value
 
     @staticmethod
-    def _check_int(name: str, value: Any, entity: str, minimum: int) -> int:
+    def _check_int(name: str, value: Any, entity: str, minimum: int,
+                   maximum: int = _INT_MAX) -> int:
         if (not isinstance(value, int) or isinstance(value, bool) or value < minimum
-                or value > _INT_MAX):
-            raise ValidationError(entity, [(name, f"must be an integer from {minimum} to 2**63-1")])
-        return value
+                or value > maximum):
+            top = "2**63-1" if maximum == _INT_MAX else f"{maximum:,}"
+            raise ValidationError(entity, [(name, f"must be an integer from {minimum} to {top}")])
+        return int(value)
 
     def _select(self, filters: dict[str, Any], order_by: OrderBy, limit: int | None,
                 offset: int) -> tuple[str, list[Any]]:
@@ -293,7 +322,7 @@ class PostgresRepository(Generic[E]):
 
     def iter(self, *, order_by: OrderBy = None, batch_size: int = 1000,
              **filters: Any) -> Iterator[E]:
-        self._check_int("batch_size", batch_size, self.codec.name, 1)
+        self._check_int("batch_size", batch_size, self.codec.name, 1, MAX_BATCH_SIZE)
         sql, params = self._select(filters, order_by, None, 0)
         rows: Iterator[E] = self.backend.iterate(sql, params, batch_size, self.codec.from_row,
                                                  f"reading {self.codec.table}")
@@ -301,8 +330,7 @@ class PostgresRepository(Generic[E]):
 
     def search(self, text: str, *, fields: Sequence[str], limit: int | None = None,
                order_by: OrderBy = None) -> list[E]:
-        if not isinstance(text, str):
-            raise ValidationError(self.codec.name, [("text", "search text must be a string")])
+        text = self._text("text", text)
         if isinstance(fields, str) or not isinstance(fields, (list, tuple)) or not fields:
             raise ValidationError(self.codec.name, [("fields", "name at least one field")])
         for name in fields:
@@ -321,6 +349,35 @@ class PostgresRepository(Generic[E]):
         return found
 
     # -- writes -----------------------------------------------------------------------------------
+
+    def _refuse_raw(self, entity: Any) -> None:
+        """A :class:`RawValue` (a value another app stored in a SQLite file, read back as it
+        was) has no place in PostgreSQL's typed columns: the server would refuse it or, worse,
+        read it as something else (``'now'`` as a timestamp, ``2`` as true). Text in a text
+        column (a role Hive does not know, say) is stored as it is, as on SQLite."""
+        bad = [name for name in self.codec.columns
+               if (raw := getattr(entity, name, None)).__class__ is RawValue
+               and not (self._kinds[name] == "str" and raw.value.__class__ is str)]
+        if bad:
+            reason = ("holds a RawValue (a stored value that is not of the field's type); "
+                      "PostgreSQL's typed columns cannot store it: assign a real value")
+            raise ValidationError(self.codec.name, [(name, reason) for name in bad])
+
+    def _dump(self, entity: E) -> tuple[tuple[Any, ...], E]:
+        row, stored = self.codec.dump(entity)
+        if stored is not entity:  # the fast path's entities hold stored-form values only
+            self._refuse_raw(stored)
+        return row, stored
+
+    def _explicit_key(self, row: Sequence[Any]) -> None:
+        """A key a caller chooses in an AUTOINCREMENT table must leave the key space usable
+        (:data:`hive_store.values.MAX_AUTO_ID`, the same rule as on SQLite)."""
+        key = row[self._pk_index]
+        if key is not None and self.codec.autoincrement and not (
+                key.__class__ is int and 1 <= key <= MAX_AUTO_ID):
+            raise ValidationError(self.codec.name, [(self.codec.pk, (
+                "a key you choose in an AUTOINCREMENT table must be from 1 to 2**53-1 (the "
+                f"keys assigned later continue after it), got {describe(key, 30)}"))])
 
     def _bump_identity(self, conn: Any, keys: Iterable[Any]) -> None:
         """Move the table's identity past explicit keys before they are inserted, so that the
@@ -358,50 +415,53 @@ class PostgresRepository(Generic[E]):
             lambda r: Change(op, table, r.key, codec.evolve(entity, **{pk: r.key}))))
         return codec.evolve(entity, **{pk: result.key})
 
-    def _write_explicit(self, op: Op, sql: str, entity: E, row: tuple[Any, ...],
-                        what: str) -> E:
-        """Write a row with the key the caller gave: in an AUTOINCREMENT table, the identity
-        moves past it first (in the same transaction)."""
-        backend, table, key = self.backend, self.codec.table, self.codec.key_of(entity)
+    def add(self, entity: E) -> E:
+        row, stored = self._dump(entity)
+        what = self._what_add
+        if self.codec.autoincrement and row[self._pk_index] is None:
+            return self._write_auto(Op.INSERT, stored, row, what)
+        self._explicit_key(row)
+        backend, table, key = self.backend, self.codec.table, row[self._pk_index]
 
         def change(_: Any) -> Change:
-            return Change(op, table, key, entity)
+            return Change(Op.INSERT, table, key, stored)
 
-        if self._explicit([row]):
+        if self._explicit([row]):  # the identity moves past the key first, in one transaction
             def write(conn: Any) -> None:
-                self._bump_identity(conn, [row[self._pk_index]])
-                backend.write(sql, self._pg(row), what, change)
+                self._bump_identity(conn, [key])
+                backend.write(self._sql_insert, self._pg(row), what, change)
 
             self._writing([row], lambda: self._in_transaction(what, write))
         else:
-            self._writing([row], lambda: backend.write(sql, self._pg(row), what, change))
-        return entity
-
-    def add(self, entity: E) -> E:
-        row = self.codec.to_row(entity)
-        if self.codec.autoincrement and row[self._pk_index] is None:
-            return self._write_auto(Op.INSERT, entity, row, self._what_add)
-        return self._write_explicit(Op.INSERT, self._sql_insert, entity, row, self._what_add)
+            self._writing([row], lambda: backend.write(self._sql_insert, self._pg(row), what,
+                                                       change))
+        return stored
 
     def add_many(self, entities: Iterable[E]) -> list[E]:
         items = list(self._iterable("entities", entities))
         if not items:
             return []
-        rows = self.codec.to_rows(items)
+        rows, stored = self.codec.dump_many(items)
+        for given, entity in zip(items, stored, strict=True):
+            if entity is not given:
+                self._refuse_raw(entity)
+        if self.codec.autoincrement:
+            for row in rows:
+                self._explicit_key(row)
         what = f"adding {len(items)} {self.codec.name}"
         backend = self.backend
         backend._refuse_writes()
 
         def insert(conn: Any) -> list[E]:
+            out = stored
             if self.codec.autoincrement and any(r[self._pk_index] is None for r in rows):
-                stored = self._insert_each(conn, items, rows)
+                out = self._insert_each(conn, stored, rows)
             else:
                 if self._explicit(rows):
                     self._bump_identity(conn, (r[self._pk_index] for r in rows))
                 self._insert_rows(conn, rows)
-                stored = items
-            backend.record_many(Op.INSERT, self.codec.table, self.codec.key_of, stored)
-            return stored
+            backend.record_many(Op.INSERT, self.codec.table, self.codec.key_of, out)
+            return out
 
         return self._writing(rows, lambda: self._in_transaction(what, insert))
 
@@ -439,53 +499,90 @@ class PostgresRepository(Generic[E]):
             for row in rows:
                 write(row)
 
+    def _sql_update(self, changed: tuple[int, ...]) -> str:
+        sql = self._sql_updates.get(changed)
+        if sql is None:
+            if len(self._sql_updates) >= 256:
+                self._sql_updates.clear()
+            sets = ", ".join(f"{self._qcols[i]} = {self._qmarks[i]}" for i in changed)
+            sql = self._sql_updates[changed] = (
+                f"UPDATE {self._table} SET {sets} WHERE {self._pk} = %s")
+        return sql
+
+    def _write_changes(self, conn: Any, op: Op, stored: Sequence[Any],
+                       row: tuple[Any, ...]) -> E:
+        """Write the columns where ``row`` differs from the ``stored`` row (read under
+        ``FOR UPDATE``, in the codec's form; nothing if none differs) and return the row as
+        now stored, as a read returns it."""
+        codec = self.codec
+        pk = self._pk_index
+        changed = tuple(i for i in codec.changed(stored, row) if i != pk)
+        if not changed:
+            return codec.from_row(stored)
+        values = self._pg(row)
+        self._writing([row], lambda: conn.execute(
+            self._sql_update(changed), [values[i] for i in changed] + [stored[pk]]))
+        merged = list(stored)
+        for i in changed:
+            merged[i] = row[i]
+        entity = codec.from_row(merged)
+        self.backend.record(Change(op, codec.table, codec.key_of(entity), entity,
+                                   tuple(codec.columns[i] for i in changed)))
+        return entity
+
     def upsert(self, entity: E) -> E:
-        row = self.codec.to_row(entity)
+        row, stored = self._dump(entity)
         what = f"upserting {self.codec.name}"
         if self.codec.autoincrement and row[self._pk_index] is None:
-            return self._write_auto(Op.UPSERT, entity, row, what)
-        return self._write_explicit(Op.UPSERT, self._sql_upsert, entity, row, what)
+            return self._write_auto(Op.UPSERT, stored, row, what)
+        key = row[self._pk_index]
+        table, backend = self.codec.table, self.backend
+        backend._refuse_writes()
+
+        def write(conn: Any) -> E:
+            while True:
+                existing = conn.execute(self._sql_get_locked, (key,)).fetchone()
+                if existing is not None:
+                    return self._write_changes(conn, Op.UPSERT, existing, row)
+                self._explicit_key(row)
+                if self._explicit([row]):
+                    self._bump_identity(conn, [key])
+                # another writer may insert the key meanwhile: then read it again, locked
+                cur = self._writing([row], lambda: conn.execute(
+                    self._sql_insert_new, self._pg(row)))
+                if cur.rowcount:
+                    backend.record(Change(Op.UPSERT, table, key, stored))
+                    return stored
+
+        return self._in_transaction(what, write)
 
     def update(self, entity_or_key: Any, /, **changes: Any) -> E:
         codec, backend = self.codec, self.backend
         what = f"updating {codec.name}"
-        backend._refuse_writes()
+        given = isinstance(entity_or_key, codec.cls)
+        key = codec.key_of(entity_or_key) if given else entity_or_key
+        if key is None:
+            raise ValidationError(codec.name, [(codec.pk, "no key to update")])
         if codec.pk in changes:
             raise ValidationError(codec.name, [(codec.pk, "the primary key cannot change")])
         for name in changes:
             codec.field(name)
+        sql_key = self._key(key)
+        backend._refuse_writes()
 
         def write(conn: Any) -> E:
-            entity: E
-            if isinstance(entity_or_key, codec.cls):
-                entity = entity_or_key  # type: ignore[assignment]
-            else:
-                # locked: a concurrent update of the row waits, then reads what this wrote
-                row = conn.execute(self._sql_get_locked, (self._key(entity_or_key),)).fetchone()
-                if row is None:
-                    raise NotFound(codec.name, entity_or_key)
-                entity = codec.from_row(row)
+            # locked: a concurrent update of the row waits, then reads what this one wrote
+            stored = conn.execute(self._sql_get_locked, (sql_key,)).fetchone()
+            if stored is None:
+                raise NotFound(codec.name, key)
+            entity: E = entity_or_key if given else codec.from_row(stored)
             if changes:
                 try:
                     entity = codec.evolve(entity, **changes)
                 except TypeError as exc:
                     raise ValidationError(codec.name, [("?", str(exc))]) from None
-            row = codec.to_row(entity)
-            if row[self._pk_index] is None:
-                raise ValidationError(codec.name, [(codec.pk, "no key to update")])
-            values = self._pg(row)
-            if self._sql_update is not None:
-                cur = self._writing([row], lambda: conn.execute(
-                    self._sql_update,
-                    [values[i] for i in self._non_pk] + [values[self._pk_index]]))
-                found = cur.rowcount > 0
-            else:
-                found = conn.execute(self._sql_get, (values[self._pk_index],)).fetchone() \
-                    is not None
-            if not found:
-                raise NotFound(codec.name, codec.key_of(entity))
-            backend.record(Change(Op.UPDATE, codec.table, codec.key_of(entity), entity))
-            return entity
+            self._refuse_raw(entity)
+            return self._write_changes(conn, Op.UPDATE, stored, codec.to_row(entity))
 
         return self._in_transaction(what, write)
 
