@@ -92,6 +92,33 @@ def test_rows_the_destination_refuses_stop_the_copy_or_are_listed(tmp_path: Path
         assert copied[table] == n - len(left_out.get(table, []))
 
 
+def test_raw_values_that_postgresql_cannot_type_are_named(tmp_path: Path, pg_url: str) -> None:
+    """A value the old apps stored that is not of its field's type (a RawValue) cannot go
+    into PostgreSQL's typed columns; text in a text column (an unknown role) can."""
+    import sqlite3
+
+    path = tmp_path / "odd.db"
+    with hive_store.open(f"sqlite://{path}") as src:
+        src.conversations.add(Conversation(id="c"))
+    raw = sqlite3.connect(path)
+    with raw:
+        raw.execute("INSERT INTO messages (id, conversation_id, role, content, timestamp) "
+                    "VALUES ('m-never', 'c', 'user', 'a', 'never'), "
+                    "('m-robot', 'c', 'robot', 'b', '2025-07-14 12:50:53')")
+    raw.close()
+    stopped = invoke("copy", f"sqlite://{path}", pg_url)
+    assert stopped.exit_code == 1 and "m-never" in stopped.output
+    assert "RawValue" in stopped.output
+    listed = json.loads(invoke("--json", "copy", "--skip-invalid", f"sqlite://{path}",
+                               pg_url).output)
+    skipped = {t["table"]: [r["key"] for r in t["skipped"]] for t in listed["tables"]}
+    assert skipped["messages"] == ["m-never"]
+    with hive_store.open(pg_url) as dst:
+        robot = dst.messages.get("m-robot")
+        assert robot.role == hive_store.RawValue("robot")
+        assert robot.timestamp.isoformat() == "2025-07-14T12:50:53+00:00"
+
+
 def test_a_destination_with_data_of_its_own_is_refused(tmp_path: Path, pg_url: str) -> None:
     source = adopted("hive-ai-v9.db", tmp_path)
     with hive_store.open(pg_url) as dst:
