@@ -26,7 +26,13 @@ from typing import Any, Generic, TypeVar
 from hive_store._converters import EntityCodec
 from hive_store.backend import LOOKUPS, OrderBy
 from hive_store.changes import Change, Op
-from hive_store.errors import NotFound, StorageError, ValidationError, describe
+from hive_store.errors import (
+    NotFound,
+    StorageError,
+    TransactionConflict,
+    ValidationError,
+    describe,
+)
 from hive_store.values import MAX_AUTO_ID, MAX_BATCH_SIZE, RawValue, check_text
 from hive_store_postgres.backend import PostgresBackend, quote
 
@@ -46,6 +52,7 @@ _READ = {  # a column as reads select it (see PostgresRepository._sel)
     "float": "({c} + 0.0::float8)",  # -0.0 reads as 0.0, as from SQLite's REAL columns
 }
 _UPPER, _LOWER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
+_UPSERT_ROUNDS = 100  # upsert: read, else insert; again if another writer inserted it meanwhile
 _COPY_FROM = 20  # add_many: COPY from this many rows, a pipelined executemany below
 
 
@@ -540,7 +547,7 @@ class PostgresRepository(Generic[E]):
         backend._refuse_writes()
 
         def write(conn: Any) -> E:
-            while True:
+            for _ in range(_UPSERT_ROUNDS):
                 existing = conn.execute(self._sql_get_locked, (key,)).fetchone()
                 if existing is not None:
                     return self._write_changes(conn, Op.UPSERT, existing, row)
@@ -553,6 +560,8 @@ class PostgresRepository(Generic[E]):
                 if cur.rowcount:
                     backend.record(Change(Op.UPSERT, table, key, stored))
                     return stored
+            raise TransactionConflict(f"{what}: other writers kept inserting and deleting the "
+                                      "row meanwhile; nothing was written")
 
         return self._in_transaction(what, write)
 
