@@ -2,6 +2,7 @@
 
     python bench/run.py [--quick] [--json out.json] [--only SCENARIO[,SCENARIO…]]
                         [--repeats N] [--tmpdir DIR] [--no-memory] [--plugins core|default]
+    python bench/run.py --backend postgresql [...]   (bench/postgres.py: against psycopg)
 
 Every scenario runs the raw stdlib ``sqlite3`` reference and hive-store alternately (ABAB…
 with the order flipped every repeat), on fresh database files made from one template that
@@ -227,7 +228,16 @@ def print_table(outcomes: Sequence[Outcome]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--backend=postgresql" or (a == "--backend" and i + 1 < len(args_in)
+                                           and args_in[i + 1] == "postgresql")
+           for i, a in enumerate(args_in)):
+        import postgres  # the PostgreSQL backend against raw psycopg (bench/postgres.py)
+
+        return postgres.main(args_in)
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: bench/postgres.py, against raw psycopg")
     parser.add_argument("--quick", action="store_true", help="small sizes (whole run < 1 min)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--only", metavar="SCENARIO",

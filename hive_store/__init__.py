@@ -28,6 +28,7 @@ from hive_store.errors import (
     RawValueError,
     StorageError,
     StoreClosed,
+    TransactionConflict,
     ValidationError,
 )
 from hive_store.hookspecs import hookimpl, hookspec, listens_when
@@ -76,6 +77,7 @@ __all__ = [
     "Store",
     "StoreClosed",
     "ThreadType",
+    "TransactionConflict",
     "ValidationError",
     "__version__",
     "aio",

@@ -404,6 +404,13 @@ class AsyncStore:
             _tx_executor.reset(token)
             executor.shutdown(wait=False)
 
+    async def run_transaction(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """:meth:`hive_store.Store.run_transaction`: ``fn(*args, **kwargs)`` in one
+        transaction on a worker thread, run again if it collides with another (PostgreSQL).
+        ``fn`` is plain (not async) code using the sync store, ``astore.sync``."""
+        return await self._run(functools.partial(self.sync.run_transaction, fn, *args,
+                                                 **kwargs))
+
     # -- domain operations (the same signatures as Store's) -------------------------------------
 
     async def record_consensus(

@@ -131,7 +131,13 @@ class Backend(Protocol):
         ...
 
     def transaction(self) -> AbstractContextManager[Any]:
-        """A write transaction for the calling thread; nested calls are savepoints."""
+        """A write transaction for the calling thread; nested calls are savepoints.
+
+        Optional companion: ``run_transaction(fn) -> result`` runs ``fn()`` in a transaction
+        and may run it again when the transaction collides with a concurrent one (a backend
+        whose transactions can fail that way: PostgreSQL); :meth:`Store.run_transaction` uses
+        it when present, and a plain ``transaction()`` block otherwise.
+        """
         ...
 
     def in_transaction(self) -> bool:

@@ -213,6 +213,9 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
             + describe_versions(facts["schema_versions"], facts["hive_schema_version"])))
 
     cli.add_command(quickstart)
+    from hive_store._copy_cli import copy_command
+
+    cli.add_command(copy_command)
 
     @cli.command()
     @pass_ctx
@@ -235,11 +238,21 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
             if facts.get("not_writable"):
                 con.print(escape(f"read-only here ({facts['not_writable']}): reads work, "
                                  "writes are refused"))
-            if "size_bytes" in facts:
-                con.print(f"size {_size(facts['size_bytes'])}, WAL {_size(facts['wal_bytes'])}, "
+            if facts.get("backend") == "postgresql":
+                con.print(f"size {_size(facts.get('size_bytes') or 0)}, PostgreSQL "
+                          f"{escape(facts.get('server_version'))}, database "
+                          f"{escape(facts.get('database'))}, schema {escape(facts.get('schema'))}")
+                settings = facts.get("settings", {})
+                con.print(escape("settings: " + ", ".join(f"{k}={v}"
+                                                          for k, v in settings.items())))
+            elif "size_bytes" in facts:
+                con.print(f"size {_size(facts['size_bytes'])}, "
+                          f"WAL {_size(facts.get('wal_bytes') or 0)}, "
                           f"SQLite {escape(facts.get('sqlite_version'))}")
-            pragmas = facts.get("pragmas", {})
-            con.print(escape("pragmas: " + ", ".join(f"{k}={v}" for k, v in pragmas.items())))
+            pragmas = facts.get("pragmas")
+            if pragmas:
+                con.print(escape("pragmas: " + ", ".join(f"{k}={v}"
+                                                         for k, v in pragmas.items())))
             pool = facts.get("pool", {})
             con.print(escape("pool: " + ", ".join(f"{k}={v}" for k, v in pool.items())))
             table = Table("table", "rows", box=None)
@@ -257,8 +270,10 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
         """Loaded plugins with versions and hooks; failed ones with their error."""
         infos = obj.plugins.info()
         failures = obj.plugins.failures
+        dialects = obj.plugins.supported_dialects()  # plugins that work with some backends
         data = {
-            "loaded": [attrs.asdict(p) for p in infos],
+            "loaded": [{**attrs.asdict(p), "dialects": list(dialects[p.name])
+                        if p.name in dialects else None} for p in infos],
             "failed": [{k: v for k, v in attrs.asdict(f).items()
                         if show_all or k != "details"} for f in failures],
         }
@@ -274,6 +289,11 @@ def make_cli(plugins: Plugins | None = None) -> click.Group:
                 table.add_row(escape(p.name), escape(p.distribution or "-"),
                               escape(p.version or "-"), escape(hooks))
             con.print(table)
+            if show_all:
+                for name, kinds in sorted(dialects.items()):
+                    con.print(f"{escape(name)}: works with {escape(', '.join(kinds))} stores "
+                              "only; skipped on others (its hooks, tables and commands' "
+                              "services)")
             for f in failures:
                 con.print(f"[red]failed[/] {escape(f.name)} "
                           f"({escape(f.distribution or 'unknown')}, {escape(f.stage)}): "

@@ -93,6 +93,13 @@ class Conflict(IntegrityError):
     """A row with the same primary key or unique value already exists."""
 
 
+class TransactionConflict(Conflict):
+    """A transaction collided with a concurrent one and was rolled back as a whole (on
+    PostgreSQL: a serialization failure). Nothing of it was written: run it again, e.g. with
+    :meth:`hive_store.Store.run_transaction`, which does so itself. SQLite never raises it
+    (its one writer waits instead)."""
+
+
 class StorageError(HiveStoreError):
     """The database could not be read or written (I/O, corruption, locking)."""
 

@@ -84,6 +84,21 @@ def hive_store_backend_schemes() -> Sequence[str]:
 
 
 @hookspec
+def hive_store_supported_dialects() -> Sequence[str]:
+    """Name the backend dialects this plugin works with (``backend.dialect``: ``"sqlite"``,
+    ``"postgresql"``). A plugin that does not implement this hook works with every backend.
+
+    On a store whose backend speaks another dialect the plugin is *skipped*: none of its hooks
+    run for that store (its entities, migration sets, services, health checks, commit hooks,
+    ``store_opened``/``store_closing``, ``prepare_connection`` for that backend's
+    connections); ``hive-store plugins --all`` and ``store.health()`` say so in one line.
+
+    :return: dialect names such as ``["sqlite"]``
+    """
+    return ()
+
+
+@hookspec
 def hive_store_prepare_connection(connection: Any, backend: Backend) -> None:
     """Prepare each new database connection before it is used (pragmas, SQL functions).
 

@@ -117,7 +117,10 @@ class Plugins:
 
     def __init__(self, *, entry_points: bool = True) -> None:
         self.pm: pluggy.PluginManager = _Manager(hookspecs.PROJECT)
-        self._commit_impls: tuple[int, list[Any], list[Any]] = (-1, [], [])
+        # (generation, dialect) -> before/after-commit implementations of plugins that
+        # support the dialect
+        self._commit_impls: dict[tuple[int, str | None], tuple[list[Any], list[Any]]] = {}
+        self._dialects: tuple[int, dict[str, tuple[str, ...]]] = (-1, {})
         self.pm.add_hookspecs(hookspecs)
         self._entry_points = entry_points
         self._loaded = False
@@ -201,6 +204,23 @@ class Plugins:
         self._meta[registered] = (distribution, version, builtin)
         return registered
 
+    def without(self, hooks: Sequence[str]) -> Plugins:
+        """A new plugin set with this one's plugins except those that implement any of
+        ``hooks`` (``hive-store copy`` writes without the plugins that act on writes)."""
+        self.ensure_loaded()
+        other = Plugins(entry_points=False)
+        other._loaded = True
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None or other.pm.has_plugin(name):
+                continue
+            implemented = {c.name for c in self.pm.get_hookcallers(plugin) or []}
+            if implemented & set(hooks):
+                continue
+            dist, version, builtin = self._meta.get(name, (None, None, False))
+            other.register(plugin, name=name, distribution=dist, version=version,
+                           builtin=builtin)
+        return other
+
     def unregister(self, name: str) -> None:
         """Remove a registered plugin (e.g. at the end of a test)."""
         plugin = self.pm.get_plugin(name)
@@ -224,11 +244,60 @@ class Plugins:
 
     # -- isolated calls -------------------------------------------------------------------------
 
-    def _each(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
-        """Call every implementation of ``hook`` separately; a raising one is recorded."""
+    # -- dialects --------------------------------------------------------------------------------
+
+    def supported_dialects(self) -> dict[str, tuple[str, ...]]:
+        """The dialects each plugin that implements ``hive_store_supported_dialects`` works
+        with, by plugin name (a plugin not listed works with every backend)."""
+        self.ensure_loaded()
+        generation = getattr(self.pm, "generation", None)
+        cached, found = self._dialects
+        if generation is None or generation != cached:
+            found = {}
+            for name, dialects in self._each("hive_store_supported_dialects"):
+                found[name] = tuple(str(d) for d in dialects)
+            if generation is not None:
+                self._dialects = (generation, found)
+        return found
+
+    def supports(self, plugin: str, dialect: str | None) -> bool:
+        """Whether the plugin registered as ``plugin`` works with backends of ``dialect``
+        (``None``: no backend in question, always true)."""
+        if dialect is None:
+            return True
+        declared = self.supported_dialects().get(plugin)
+        return declared is None or dialect in declared
+
+    def skipped(self, dialect: str) -> list[tuple[str, tuple[str, ...]]]:
+        """``(plugin, its dialects)`` for the loaded plugins that a backend of ``dialect``
+        runs without."""
+        return sorted((name, ds) for name, ds in self.supported_dialects().items()
+                      if dialect not in ds and self.pm.get_plugin(name) is not None)
+
+    @staticmethod
+    def _dialect_of(kwargs: dict[str, Any]) -> str | None:
+        """The dialect of the store or backend a hook is called for (``None``: neither)."""
+        target = kwargs.get("store")
+        backend = getattr(target, "backend", None) if target is not None else kwargs.get(
+            "backend")
+        if backend is None and target is not None:  # an AsyncStore
+            backend = getattr(getattr(target, "sync", None), "backend", None)
+        dialect = getattr(backend, "dialect", None)
+        return dialect if isinstance(dialect, str) else None
+
+    # -- isolated calls -------------------------------------------------------------------------
+
+    def _each(self, hook: str, *, dialect: str | None = None,
+              **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """Call every implementation of ``hook`` separately; a raising one is recorded.
+        Plugins that do not support the dialect (given, or of the ``store``/``backend``
+        argument) are left out."""
         self.ensure_loaded()
         caller = getattr(self.pm.hook, hook)
+        dialect = dialect or self._dialect_of(kwargs)
         for impl in reversed(caller.get_hookimpls()):
+            if dialect is not None and not self.supports(impl.plugin_name, dialect):
+                continue
             args = {k: kwargs[k] for k in impl.argnames}
             try:
                 result = impl.function(**args)
@@ -254,24 +323,43 @@ class Plugins:
 
     def prepare_connection(self, connection: Any, backend: Backend) -> None:
         self.ensure_loaded()
-        self.pm.hook.hive_store_prepare_connection(connection=connection, backend=backend)
+        dialect = self._dialect_of({"backend": backend})
+        args = {"connection": connection, "backend": backend}
+        for impl in reversed(self.pm.hook.hive_store_prepare_connection.get_hookimpls()):
+            if self.supports(impl.plugin_name, dialect):
+                impl.function(**{k: args[k] for k in impl.argnames})
 
-    def entities(self) -> list[type]:
+    def entities(self, dialect: str | None = None) -> list[type]:
+        """The entity classes of the plugins (that support ``dialect``, if given)."""
         out: list[type] = []
-        for _, classes in self._each("hive_store_register_entities"):
+        for _, classes in self._each("hive_store_register_entities", dialect=dialect):
             out.extend(c for c in classes if c not in out)
         return out
 
     def migration_sets(self) -> list[MigrationSet]:
-        return [s for _, sets in self._each("hive_store_register_migrations") for s in sets]
+        """Every plugin's migration sets; a plugin's ``hive_store_supported_dialects`` become
+        the ``dialects`` of its sets that name none (see
+        :func:`hive_store.migrations.for_dialect`)."""
+        import attrs as _attrs
+
+        declared = self.supported_dialects()
+        out: list[MigrationSet] = []
+        for name, sets in self._each("hive_store_register_migrations"):
+            for s in sets:
+                if name in declared and s.dialects is None:
+                    s = _attrs.evolve(s, dialects=declared[name])
+                out.append(s)
+        return out
 
     def migrator(self, backend: Backend) -> Migrator | None:
         self.ensure_loaded()
         result: Migrator | None = self.pm.hook.hive_store_migrator(backend=backend)
         return result
 
-    def health_checks(self) -> list[Callable[..., Any]]:
-        return [c for _, checks in self._each("hive_store_register_health_checks") for c in checks]
+    def health_checks(self, dialect: str | None = None) -> list[Callable[..., Any]]:
+        """The health checks of the plugins (that support ``dialect``, if given)."""
+        return [c for _, checks in self._each("hive_store_register_health_checks",
+                                              dialect=dialect) for c in checks]
 
     def register_commands(self, cli: click.Group) -> None:
         for _ in self._each("hive_store_register_commands", cli=cli):
@@ -279,7 +367,11 @@ class Plugins:
 
     def before_commit(self, store: Store, connection: Any, changes: Sequence[Change]) -> None:
         self.ensure_loaded()
-        self.pm.hook.hive_store_before_commit(store=store, connection=connection, changes=changes)
+        args = {"store": store, "connection": connection, "changes": changes}
+        dialect = self._dialect_of(args)
+        for impl in reversed(self.pm.hook.hive_store_before_commit.get_hookimpls()):
+            if self.supports(impl.plugin_name, dialect):
+                impl.function(**{k: args[k] for k in impl.argnames})
 
     def commit_hooks(self, store: Store | None = None) -> tuple[bool, bool]:
         """Whether any plugin listens before / after a commit of ``store``: implements
@@ -291,20 +383,29 @@ class Plugins:
         if not self._loaded:
             self.ensure_loaded()
         generation = getattr(self.pm, "generation", None)
-        cached, before, after = self._commit_impls
-        if generation is None or generation != cached:
+        dialect = self._dialect_of({"store": store}) if store is not None else None
+        found = self._commit_impls.get((generation, dialect)) if generation is not None else None
+        if found is None:
             hook = self.pm.hook
-            before = hook.hive_store_before_commit.get_hookimpls()
-            after = hook.hive_store_after_commit.get_hookimpls()
+            found = tuple(  # type: ignore[assignment]
+                [i for i in caller.get_hookimpls() if self.supports(i.plugin_name, dialect)]
+                for caller in (hook.hive_store_before_commit, hook.hive_store_after_commit))
             if generation is not None:
-                self._commit_impls = (generation, before, after)
+                if len(self._commit_impls) > 16:
+                    self._commit_impls.clear()
+                self._commit_impls[(generation, dialect)] = found  # type: ignore[assignment]
+        assert found is not None
+        before, after = found
         return (bool(before) and _listens(before, store),
                 bool(after) and _listens(after, store))
 
     def after_commit(self, store: Store, changes: Sequence[Change]) -> None:
         self.ensure_loaded()
         caller = self.pm.hook.hive_store_after_commit
+        dialect = self._dialect_of({"store": store})
         for impl in reversed(caller.get_hookimpls()):
+            if not self.supports(impl.plugin_name, dialect):
+                continue
             args = {"store": store, "changes": changes}
             try:
                 impl.function(**{k: args[k] for k in impl.argnames})

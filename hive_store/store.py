@@ -8,7 +8,7 @@ import keyword
 import logging
 import math
 import types
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
@@ -73,6 +73,7 @@ from hive_store.values import check_float, check_text
 log = logging.getLogger("hive_store")
 E = TypeVar("E")
 S = TypeVar("S")
+T = TypeVar("T")
 
 STAGE_ORDER = (Stage.GENERATOR, Stage.REFINER, Stage.VALIDATOR, Stage.CURATOR)
 
@@ -219,7 +220,7 @@ class Store:
         self._service_names: set[str] = set()  # every name ever attached (StoreClosed after)
         self._codecs: dict[type, EntityCodec[Any]] = {}
         self._by_table: dict[str, type] = {}
-        for cls in plugins.entities():
+        for cls in plugins.entities(getattr(backend, "dialect", None)):
             codec: EntityCodec[Any] = codec_for(cls, strict=strict)
             if codec.table in self._by_table and self._by_table[codec.table] is not cls:
                 raise PluginError(f"two entities claim the table {codec.table!r}")
@@ -349,6 +350,24 @@ class Store:
         with self.backend.transaction():
             yield self
 
+    def run_transaction(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` in one transaction and return its result.
+
+        Like ``with store.transaction(): fn()``, except that a backend whose transactions can
+        collide with concurrent ones (PostgreSQL's serialization failures and deadlocks) runs
+        ``fn`` again when that happens, up to its ``retries`` option, before raising
+        :class:`~hive_store.TransactionConflict`. So ``fn`` should only change the store (or
+        do things that are fine to repeat). Inside another transaction it is a savepoint, not
+        retried: the outermost block is what runs again. :meth:`record_consensus` uses it.
+        """
+        self._check_open()
+        run = getattr(self.backend, "run_transaction", None)
+        if run is None:
+            with self.backend.transaction():
+                return fn(*args, **kwargs)
+        result: T = run(lambda: fn(*args, **kwargs))
+        return result
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosed("the store is closed")
@@ -462,17 +481,17 @@ class Store:
                                   "duration_ms": s.duration_ms} for s in outputs]},
             created_at=end,
         )
-        with self.transaction():
-            conversation = self.conversations.add(conversation)
-            stored_messages = self.messages.add_many(messages)
-            knowledge = self.knowledge_conversations.add(knowledge)
-            truth = self.curator_truths.add(truth)
-            usage = self.usage_records.add(usage)
-            conv_usage = self.conversation_usage.add(conv_usage)
-            activity = self.activity_log.add(activity)
-        return ConsensusRun(conversation=conversation, messages=tuple(stored_messages),
-                            knowledge=knowledge, curator_truth=truth, usage=usage,
-                            conversation_usage=conv_usage, activity=activity)
+        def write() -> ConsensusRun:
+            return ConsensusRun(
+                conversation=self.conversations.add(conversation),
+                messages=tuple(self.messages.add_many(messages)),
+                knowledge=self.knowledge_conversations.add(knowledge),
+                curator_truth=self.curator_truths.add(truth),
+                usage=self.usage_records.add(usage),
+                conversation_usage=self.conversation_usage.add(conv_usage),
+                activity=self.activity_log.add(activity))
+
+        return self.run_transaction(write)
 
     def update_conversation_metrics(
         self, conversation_id: str, *, total_cost: float | None = None,
@@ -554,7 +573,14 @@ class Store:
     def health(self) -> list[HealthResult]:
         """Run every registered health check (see :mod:`hive_store.health`)."""
         self._check_open()
-        return run_checks(self, self.plugins.health_checks())
+        dialect = getattr(self.backend, "dialect", None)
+        results = run_checks(self, self.plugins.health_checks(dialect))
+        if dialect is not None:
+            results += [HealthResult(
+                name=f"plugin {name}", status="ok",
+                message=f"skipped: works with {', '.join(dialects) or 'no'} backends, this "
+                        f"store is {dialect}") for name, dialects in self.plugins.skipped(dialect)]
+        return results
 
     def status(self) -> dict[str, Any]:
         """Path, size, versions, row counts and pool settings.

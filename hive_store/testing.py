@@ -184,6 +184,10 @@ class RepositoryMachine(RuleBasedStateMachine):
     """
 
     persistent: ClassVar[bool] = False
+    text_excludes: ClassVar[str] = ""
+    """Characters the backend cannot store in text (PostgreSQL: ``"\\x00"``), left out of
+    the text the machine draws; the backend must refuse them with a ValidationError (test
+    that apart)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -307,7 +311,17 @@ class RepositoryMachine(RuleBasedStateMachine):
                     and self._often(data, "existing parent?")):
                 changes[name] = data.draw(st.sampled_from(sorted(self.model[parent], key=repr)),
                                           label=name)
+        for info in self.codecs[cls].fields:
+            value = changes.get(info.name, getattr(entity, info.name))
+            if self.text_excludes and isinstance(value, str):
+                changes[info.name] = self._storable(value)
         return self.codecs[cls].evolve(entity, **changes) if changes else entity
+
+    def _storable(self, text: str) -> str:
+        """``text`` without the characters the backend cannot store (:attr:`text_excludes`)."""
+        for char in self.text_excludes:
+            text = text.replace(char, "")
+        return text
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -377,7 +391,8 @@ class RepositoryMachine(RuleBasedStateMachine):
     @rule(cls=ENTITY_CLASS, data=st.data())
     def update_fields(self, cls: type, data: st.DataObject) -> None:
         key = self._draw_key(data, cls)
-        changes = data.draw(_CHANGES[cls], label="changes")
+        changes = {name: self._storable(v) if isinstance(v, str) else v
+                   for name, v in data.draw(_CHANGES[cls], label="changes").items()}
         for child, name, parent in _FOREIGN_KEYS:
             if child is cls and name in changes and self.model[parent] and data.draw(
                     st.booleans(), label="existing parent?"):

@@ -5,6 +5,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -118,6 +119,75 @@ def mem_store() -> Iterator[hive_store.Store]:
         yield s
 
 
+# -- backends ---------------------------------------------------------------------------------
+# The contract tests run on every backend through one parametrised fixture: a SQLite file, a
+# SQLite in-memory database and PostgreSQL (tests/pg_support.py: one server per run).
+
+BACKENDS = ("sqlite-file", "sqlite-memory", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    """The run's PostgreSQL server (see tests/pg_support.py); stopped at the session's end."""
+    from tests import pg_support
+
+    yield pg_support.server()
+    pg_support.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: object) -> Iterator[str]:
+    """A new, migrated PostgreSQL database (copied from the run's template), dropped after."""
+    from tests import pg_support
+
+    url = pg_support.new_database()
+    yield url
+    pg_support.drop(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """The URL of a fresh, migrated store on each backend in turn."""
+    if request.param == "sqlite-file":
+        return f"sqlite://{db_path}"
+    if request.param == "sqlite-memory":
+        return ":memory:"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def any_store(backend_url: str) -> Iterator[hive_store.Store]:
+    """An open store on each backend in turn (:data:`BACKENDS`), closed after the test."""
+    with hive_store.open(backend_url) as s:
+        yield s
+
+
+@pytest.fixture(params=("sqlite-file", "postgresql"))
+def isolated_url(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """The URL of a fresh store on each backend whose connections are isolated from each
+    other (not an in-memory SQLite store, whose threads share one connection)."""
+    if request.param == "sqlite-file":
+        return f"sqlite://{db_path}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def isolated_store(isolated_url: str) -> Iterator[hive_store.Store]:
+    """An open store on :func:`isolated_url`, closed after the test."""
+    with hive_store.open(isolated_url) as s:
+        yield s
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests import pg_support
+
+    if pg_support.skipped_reason:
+        terminalreporter.write_sep("!", "POSTGRESQL TESTS WERE SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(pg_support.skipped_reason[0])
+        terminalreporter.write_line("(under CI=true, or with HIVE_STORE_REQUIRE_POSTGRES=1, "
+                                    "they fail instead)")
+
+
 def legacy_fixture(name: str) -> Path:
     path = FIXTURES / name
     if not path.exists():
@@ -141,19 +211,20 @@ def table_digest(conn, table: str) -> str:
 
 
 def isolated_plugins(*extra: object) -> hive_store.plugins.Plugins:
-    """hive-store's core plugins only: the SQLite backend, the migration runner and the health
-    plugin, registered exactly as from their entry points (other plugins installed in the
-    environment stay out), plus ``extra`` plugin objects."""
+    """hive-store's core plugins only: the SQLite and PostgreSQL backends, the migration
+    runner and the health plugin, registered exactly as from their entry points (other
+    plugins installed in the environment stay out), plus ``extra`` plugin objects."""
     import hive_store_health
     import hive_store_migrate
+    import hive_store_postgres
     import hive_store_sqlite
 
     from hive_store.plugins import Plugins
 
     p = Plugins(entry_points=False)
     p.ensure_loaded()
-    for name, module in (("sqlite", hive_store_sqlite), ("migrate", hive_store_migrate),
-                         ("health", hive_store_health)):
+    for name, module in (("sqlite", hive_store_sqlite), ("postgres", hive_store_postgres),
+                         ("migrate", hive_store_migrate), ("health", hive_store_health)):
         p.register(module, name=name, distribution="hive-store", builtin=True)
     for i, obj in enumerate(extra):
         p.register(obj, name=f"test-extra-{i}")

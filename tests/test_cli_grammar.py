@@ -33,6 +33,7 @@ CLI = make_cli()
 SAMPLES = {
     "text": "wal", "question": "tell me more about wal checkpoints",
     "dest": "{scratch}/copy.db", "src": "{backup}", "plot_to": "{scratch}/plot.png",
+    "source": "{backup}", "destination": "{scratch}/copied.db",
     "to": str(core_migrations().migrations[-1].version), "namespace": "hive_store",  # no-op
     "since": "2026-01-01", "until": "2026-01-31", "now": "2026-01-01T00:00:00+00:00",
     "conversation_id": "{conversation}", "tables": "messages", "chunk": "10",

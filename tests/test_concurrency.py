@@ -43,11 +43,11 @@ def count_ids(store: hive_store.Store, ids: list[str]) -> int:
 # -- threads -------------------------------------------------------------------------------------
 
 
-def test_threads_write_and_read_one_file_without_errors(tmp_path: Path) -> None:
+def test_threads_write_and_read_one_file_without_errors(isolated_url: str) -> None:
     """4 writer + 4 reader threads for ~2 s: no error of any kind, every acknowledged write
     present exactly once, and no reader ever sees part of a multi-row transaction."""
     duration = 2.0
-    with hive_store.open(f"sqlite://{tmp_path}/threads.db") as store:
+    with hive_store.open(isolated_url) as store:
         stop = threading.Event()
         lock = threading.Lock()
         errors: list[str] = []
@@ -131,7 +131,7 @@ def test_threads_write_and_read_one_file_without_errors(tmp_path: Path) -> None:
         assert store.messages.count() == len(acked)  # and nothing else
         for cid in acked_tx:
             assert store.messages.count(conversation_id=cid) == TX_ROWS
-        assert store.backend.pool.stats().timeouts == 0
+        assert store.backend.pool_stats()["timeouts"] == 0
         assert store.backend.check_integrity()["ok"]
 
 
@@ -228,9 +228,9 @@ def collect(out: Any, procs: list[Any], timeout: float = 60) -> list[Any]:
     return results
 
 
-def test_processes_write_one_file_while_the_parent_reads(tmp_path: Path) -> None:
+def test_processes_write_one_file_while_the_parent_reads(isolated_url: str) -> None:
     k = 150
-    url = f"sqlite://{tmp_path}/procs.db"
+    url = isolated_url
     with hive_store.open(url) as store:
         out = SPAWN.Queue()
         procs = [SPAWN.Process(target=process_writer, args=(url, f"p{n}", k, out))
@@ -316,11 +316,11 @@ def test_opening_a_new_file_waits_for_a_connection_holding_it(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_soak_threads_with_a_small_churning_pool(tmp_path: Path) -> None:
+def test_soak_threads_with_a_small_churning_pool(isolated_url: str) -> None:
     """6 threads for ~6 s on a 3-connection pool whose connections live 0.3 s: waits and
     reconnects under load; every new connection still enforces foreign keys."""
     duration = 6.0
-    with hive_store.open(f"sqlite://{tmp_path}/soak.db", max_size=3, min_idle=1,
+    with hive_store.open(isolated_url, max_size=3, min_idle=1,
                          max_lifetime=0.3, connection_timeout=30) as store:
         stop = threading.Event()
         errors: list[str] = []
@@ -362,9 +362,9 @@ def test_soak_threads_with_a_small_churning_pool(tmp_path: Path) -> None:
         memory = store.__dict__.get("memory")
         if memory is not None:  # the memory plugin's indexer, behind the writers, holds one
             assert memory.wait_idle(timeout=60)
-        stats = store.backend.pool.stats()
-        assert stats.recycled > 5 and stats.timeouts == 0
-        assert stats.size <= 3 and stats.in_use == 0
+        stats = store.backend.pool_stats()
+        assert stats["created"] > 5 and stats["timeouts"] == 0  # replaced, none timed out
+        assert stats["size"] <= 3 and stats["in_use"] == 0
         assert count_ids(store, acked) == len(acked) == store.messages.count()
         assert store.backend.check_integrity()["ok"]
 
@@ -390,7 +390,7 @@ class Spy:
     @hive_store.hookimpl
     def hive_store_before_commit(self, store: hive_store.Store, connection: Any,
                                  changes: Any) -> None:
-        assert connection.in_transaction
+        assert store.backend.in_transaction()
         self.before.append(list(changes))
         if self.fail_before is not None:
             raise self.fail_before
@@ -423,8 +423,8 @@ def spy_plugins(spy: Spy) -> Plugins:
 
 
 @pytest.fixture
-def spy_store(db_path: Path, spy_plugins: Plugins) -> Iterator[hive_store.Store]:
-    with hive_store.open(f"sqlite://{db_path}", plugins=spy_plugins) as s:
+def spy_store(backend_url: str, spy_plugins: Plugins) -> Iterator[hive_store.Store]:
+    with hive_store.open(backend_url, plugins=spy_plugins) as s:
         yield s
 
 
@@ -451,9 +451,9 @@ class AfterOnly:
         self.after.append(tuple(changes))
 
 
-def test_single_writes_without_a_before_commit_listener(db_path: Path) -> None:
+def test_single_writes_without_a_before_commit_listener(backend_url: str) -> None:
     spy = AfterOnly()
-    with hive_store.open(f"sqlite://{db_path}", plugins=isolated_plugins(spy)) as s:
+    with hive_store.open(backend_url, plugins=isolated_plugins(spy)) as s:
         assert s.plugins.commit_hooks(s) == (False, True)
         c = s.conversations.add(Conversation())
         a = s.activity_log.add(ActivityLog(event_type=EventType.QUERY_START))
@@ -466,7 +466,7 @@ def test_single_writes_without_a_before_commit_listener(db_path: Path) -> None:
         with pytest.raises(hive_store.IntegrityError):
             s.messages.add(Message(conversation_id="no-such", role="user", content="x"))
         c2 = s.conversations.add(Conversation())
-        assert s.backend.pool.stats().in_use == 0
+        assert s.backend.pool_stats()["in_use"] == 0
     assert spy.after == [(ins(c),), (Change(Op.INSERT, "activity_log", a.id, a),),
                          (Change(Op.UPSERT, "messages", m.id, m),),
                          (Change(Op.DELETE, "messages", m.id, None),), (ins(c2),)]
@@ -482,14 +482,14 @@ class TablesOnly:
 
 
 def test_batch_changes_are_built_only_if_a_listener_reads_them(
-        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        backend_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from hive_store.changes import Batch
 
     expanded: list[int] = []
     real = Batch.expand
     monkeypatch.setattr(Batch, "expand", lambda self: expanded.append(1) or real(self))
     tables, after = TablesOnly(), AfterOnly()
-    with hive_store.open(f"sqlite://{db_path}", plugins=isolated_plugins(tables)) as s:
+    with hive_store.open(backend_url, plugins=isolated_plugins(tables)) as s:
         c = s.conversations.add(Conversation())
         ms = s.messages.add_many([Message(conversation_id=c.id, role="user", content=str(i))
                                   for i in range(50)])
@@ -529,10 +529,10 @@ class OnlyFor:
 ONLY_FOR = OnlyFor()
 
 
-def test_listens_when_limits_a_listener_to_some_stores(db_path: Path) -> None:
+def test_listens_when_limits_a_listener_to_some_stores(backend_url: str) -> None:
     ONLY_FOR.stores.clear()
     ONLY_FOR.seen.clear()
-    with hive_store.open(f"sqlite://{db_path}", plugins=isolated_plugins(ONLY_FOR)) as s:
+    with hive_store.open(backend_url, plugins=isolated_plugins(ONLY_FOR)) as s:
         assert s.plugins.commit_hooks(s) == (False, False)
         with s.transaction():
             s.conversations.add(Conversation())
@@ -624,25 +624,28 @@ def test_before_commit_error_rolls_back_and_reaches_the_caller(spy_store: hive_s
     assert spy.after == []
     assert spy_store.conversations.count() == 0
     assert spy_store.messages.count() == 0
-    assert spy_store.backend.pool.stats().in_use == 0
+    assert spy_store.backend.pool_stats()["in_use"] == 0
 
     spy.fail_before = None  # the writer is free and works again
     c = spy_store.conversations.add(Conversation())
     assert spy.after == [(ins(c),)]
 
 
-def test_before_commit_writes_in_the_same_transaction(db_path: Path) -> None:
+def test_before_commit_writes_in_the_same_transaction(backend_url: str) -> None:
     class Outbox:
         @hive_store.hookimpl
-        def hive_store_before_commit(self, connection: Any, changes: Any) -> None:
+        def hive_store_before_commit(self, store: Any, connection: Any, changes: Any) -> None:
+            # the backend's native connection: its dialect's placeholders
+            p = store.backend.sql.param
             connection.execute("CREATE TABLE IF NOT EXISTS test_outbox (tbl TEXT, op TEXT)")
-            connection.executemany("INSERT INTO test_outbox VALUES (?, ?)",
-                                   [(ch.table, ch.op.value) for ch in changes])
+            for ch in changes:
+                connection.execute(f"INSERT INTO test_outbox VALUES ({p}, {p})",
+                                   (ch.table, ch.op.value))
 
     p = Plugins()
     p.ensure_loaded()
     p.register(Outbox(), name="outbox")
-    with hive_store.open(f"sqlite://{db_path}", plugins=p) as store:
+    with hive_store.open(backend_url, plugins=p) as store:
         c = store.conversations.add(Conversation())
         with pytest.raises(Boom), store.transaction():
             store.messages.add(Message(conversation_id=c.id, role="user", content="x"))
@@ -739,9 +742,12 @@ def run_block(store: hive_store.Store, items: list[Any], conv_id: str,
     return kept
 
 
-@pytest.fixture
-def spy_mem_store(spy_plugins: Plugins) -> Iterator[hive_store.Store]:
-    with hive_store.open(":memory:", plugins=spy_plugins) as s:
+@pytest.fixture(params=("sqlite-memory", "postgresql"))
+def spy_mem_store(request: pytest.FixtureRequest,
+                  spy_plugins: Plugins) -> Iterator[hive_store.Store]:
+    url = ":memory:" if request.param == "sqlite-memory" else str(
+        request.getfixturevalue("pg_url"))
+    with hive_store.open(url, plugins=spy_plugins) as s:
         yield s
 
 

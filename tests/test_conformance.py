@@ -56,10 +56,39 @@ class SQLiteFileMachine(RepositoryMachine):
 
 SQLiteMemoryMachine = machine_for(lambda: hive_store.open(":memory:"), name="SQLiteMemory")
 
+MACHINE_TABLES = ("messages", "conversation_topics", "conversations", "users", "settings")
+
+
+@functools.cache
+def _pg_database() -> str:
+    """One database per test process for the PostgreSQL machine; emptied for each example."""
+    from tests import pg_support
+
+    url = pg_support.new_database()
+    atexit.register(pg_support.drop, url)
+    return url
+
+
+class PostgresMachine(RepositoryMachine):
+    """The PostgreSQL backend, with the close-and-reopen rule. PostgreSQL text cannot hold
+    NUL characters: the backend refuses them (tests/test_postgres.py), the machine draws none."""
+
+    persistent = True
+    text_excludes = "\x00"
+
+    def make_store(self) -> hive_store.Store:
+        from tests import pg_support
+
+        url = _pg_database()
+        pg_support.reset(url, MACHINE_TABLES)
+        return hive_store.open(url)
+
 TestSQLiteFile = SQLiteFileMachine.TestCase
 TestSQLiteFile.settings = settings(**MACHINE_SETTINGS)  # type: ignore[arg-type]
 TestSQLiteMemory = SQLiteMemoryMachine.TestCase
 TestSQLiteMemory.settings = settings(**MACHINE_SETTINGS)  # type: ignore[arg-type]
+TestPostgres = PostgresMachine.TestCase
+TestPostgres.settings = settings(**MACHINE_SETTINGS)  # type: ignore[arg-type]
 
 
 # -- the kit finds bugs: two sabotaged stores -----------------------------------------------------

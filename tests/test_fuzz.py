@@ -51,6 +51,7 @@ from hive_store.testing import (
     hostile_values,
     value_strategy,
 )
+from tests.conftest import BACKENDS
 
 # max_examples comes from the profile in force (conftest: dev 50, CI 100, thorough 500)
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -59,11 +60,21 @@ RC_TABLES = ("conversations", "messages", "knowledge_conversations", "curator_tr
              "usage_records", "conversation_usage", "activity_log")
 
 
-@pytest.fixture(scope="module")
-def fz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[hive_store.Store]:
-    """One store for the whole module (hypothesis runs many examples per test)."""
-    path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
-    with hive_store.open(f"sqlite://{path}") as store:
+@pytest.fixture(scope="module", params=BACKENDS)
+def fz(request: pytest.FixtureRequest,
+       tmp_path_factory: pytest.TempPathFactory) -> Iterator[hive_store.Store]:
+    """One store per backend for the whole module (hypothesis runs many examples per test)."""
+    url = None
+    if request.param == "sqlite-file":
+        url = f"sqlite://{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
+    elif request.param == "sqlite-memory":
+        url = ":memory:"
+    else:
+        from tests import pg_support
+
+        url = pg_support.new_database()
+        request.addfinalizer(lambda: pg_support.drop(str(url)))
+    with hive_store.open(url) as store:
         store.users.add(User(id=USER, email="fuzz@example.com"))
         store.conversations.add(Conversation(id=CONV, user_id=USER))
         store.messages.add(Message(conversation_id=CONV, role="user", content="hello"))

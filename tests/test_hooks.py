@@ -63,11 +63,12 @@ def test_a_third_party_backend_and_its_scheme(tmp_path: Path) -> None:
             return backend
 
     p = plugins_with(Alias())
-    assert p.backend_schemes() == ["hivefile", "sqlite"]
+    assert p.backend_schemes() == ["hivefile", "postgres", "postgresql", "sqlite"]
     with hive_store.open(f"hivefile://{tmp_path / 'a.db'}", plugins=p) as store:
         assert store.users.count() == 0
     assert opened
-    with pytest.raises(hive_store.ConfigurationError, match="hivefile, sqlite"):
+    with pytest.raises(hive_store.ConfigurationError,
+                       match="hivefile, postgres, postgresql, sqlite"):
         hive_store.open("nosuch:///x", plugins=p)
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 
 import hive_store
 from hive_store.entities import Conversation, Setting, User
+from tests.conftest import BACKENDS
 
 
 class Boom(Exception):
@@ -33,9 +37,9 @@ OPS = st.lists(
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS, fail_at=st.integers(0, 12))
-def test_failed_transaction_leaves_db_exactly_as_before(mem_store: hive_store.Store,
+def test_failed_transaction_leaves_db_exactly_as_before(any_store: hive_store.Store,
                                                         ops: list, fail_at: int) -> None:
-    s = mem_store
+    s = any_store
     s.settings.upsert(Setting(key="k0", value="start"))
     before = snapshot(s)
     with pytest.raises((Boom, hive_store.HiveStoreError)), s.transaction():
@@ -47,12 +51,54 @@ def test_failed_transaction_leaves_db_exactly_as_before(mem_store: hive_store.St
     assert snapshot(s) == before
 
 
+@pytest.fixture(params=BACKENDS)
+def empty_pair(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``with empty_pair() as (a, b)``: two empty stores of one backend, for one example."""
+    if request.param != "postgresql":
+        def files() -> Iterator[str]:
+            while True:
+                if request.param == "sqlite-memory":
+                    yield ":memory:"
+                    continue
+                path = request.getfixturevalue("tmp_path") / f"{hive_store.uuid7()}.db"
+                shutil.copy(request.getfixturevalue("_migrated_template"), path)
+                yield f"sqlite://{path}"
+
+        names = files()
+
+        @contextlib.contextmanager
+        def pair() -> Iterator[tuple[hive_store.Store, hive_store.Store]]:
+            with hive_store.open(next(names)) as a, hive_store.open(next(names)) as b:
+                yield a, b
+
+        yield pair
+        return
+    from tests import pg_support
+
+    urls = [pg_support.new_database(), pg_support.new_database()]
+    stores = [hive_store.open(url) for url in urls]
+
+    @contextlib.contextmanager
+    def pg_pair() -> Iterator[tuple[hive_store.Store, hive_store.Store]]:
+        for store in stores:  # emptied, not made anew: a database per example takes 0.1 s
+            with store.backend.connection() as conn:
+                for table in ("conversations", "users", "settings"):
+                    conn.execute(f"DELETE FROM {table}")
+        yield stores[0], stores[1]
+
+    yield pg_pair
+    for store, url in zip(stores, urls, strict=True):
+        store.close()
+        pg_support.drop(url)
+
+
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
-def test_committed_transaction_equals_the_same_ops_without_one(ops: list) -> None:
+def test_committed_transaction_equals_the_same_ops_without_one(empty_pair: Any,
+                                                                ops: list) -> None:
     """The model: ops in a transaction (failed ones as savepoints) == ops one by one."""
-    with hive_store.open(":memory:") as a, hive_store.open(":memory:") as b:
+    with empty_pair() as (a, b):
         with a.transaction():
             for op, n in ops:
                 try:
@@ -87,7 +133,8 @@ def apply(s: hive_store.Store, op: str, n: int, ids: str = "") -> None:
             raise Boom
 
 
-def test_nested_savepoint_rolls_back_only_inner(store: hive_store.Store) -> None:
+def test_nested_savepoint_rolls_back_only_inner(any_store: hive_store.Store) -> None:
+    store = any_store
     with store.transaction():
         store.users.add(User(id="outer"))
         with pytest.raises(Boom), store.transaction():
@@ -97,7 +144,9 @@ def test_nested_savepoint_rolls_back_only_inner(store: hive_store.Store) -> None
     assert sorted(u.id for u in store.users.find()) == ["after", "outer"]
 
 
-def test_a_failed_call_inside_a_transaction_keeps_the_transaction(store: hive_store.Store) -> None:
+def test_a_failed_call_inside_a_transaction_keeps_the_transaction(
+        any_store: hive_store.Store) -> None:
+    store = any_store
     with store.transaction():
         store.users.add(User(id="a"))
         with pytest.raises(hive_store.Conflict):
@@ -106,7 +155,8 @@ def test_a_failed_call_inside_a_transaction_keeps_the_transaction(store: hive_st
     assert store.users.count() == 2
 
 
-def test_transactions_are_per_thread(store: hive_store.Store) -> None:
+def test_transactions_are_per_thread(isolated_store: hive_store.Store) -> None:
+    store = isolated_store
     seen: list[int] = []
     inside = threading.Event()
     release = threading.Event()
@@ -127,10 +177,11 @@ def test_transactions_are_per_thread(store: hive_store.Store) -> None:
     assert seen == [0, 1]
 
 
-def test_keyboard_interrupt_rolls_back(store: hive_store.Store) -> None:
+def test_keyboard_interrupt_rolls_back(any_store: hive_store.Store) -> None:
+    store = any_store
     with pytest.raises(KeyboardInterrupt), store.transaction():
         store.users.add(User(id="x"))
         raise KeyboardInterrupt
     assert store.users.count() == 0
     store.users.add(User(id="y"))  # the writer is free again
-    assert store.backend.pool.stats().in_use == 0
+    assert store.backend.pool_stats()["in_use"] == 0

@@ -186,6 +186,13 @@ def config_error(store: Store) -> str | None:
 
 
 @hookimpl
+def hive_store_supported_dialects() -> Sequence[str]:
+    # SQLite only (its outbox triggers and the mirror are SQLite's): skipped, with one line in
+    # `plugins --all` and `health`, on other backends.
+    return ["sqlite"]
+
+
+@hookimpl
 def hive_store_register_migrations() -> Sequence[MigrationSet]:
     return [migration_set()]
 

@@ -566,7 +566,10 @@ def check_migrations(store: Any) -> HealthResult | None:
     migrator = plugins.migrator(store.backend)
     if migrator is None:
         return None
-    sets = plugins.migration_sets()
+    from hive_store.migrations import for_dialect
+
+    # the sets as this backend runs them (its dialect's variants, the ones it can run)
+    sets = for_dialect(plugins.migration_sets(), getattr(store.backend, "dialect", "sqlite"))
     applied = migrator.applied()
     by_ns = {s.namespace: s for s in sets}
     drift: list[dict[str, Any]] = []

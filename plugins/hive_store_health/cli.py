@@ -44,18 +44,34 @@ def _emit(obj: Any, data: Any, human: Callable[[], None]) -> None:
     obj.emit(data, human)
 
 
-def _db_path(obj: Any) -> Path | None:
-    """The database file named by ``--db`` (``None`` for ``:memory:``)."""
+# What the SQLite-file commands say about a store on a server (PostgreSQL).
+_ON_A_SERVER = {
+    "backup": "a PostgreSQL store is backed up with pg_dump (a consistent dump taken by the "
+              "server); `hive-store copy URL sqlite:FILE.db` makes a hive-store file of it",
+    "restore": "a PostgreSQL store is restored with pg_restore, or from a hive-store file with "
+               "`hive-store copy FILE.db URL` (into an empty database)",
+    "vacuum": "PostgreSQL vacuums on its own (autovacuum); run VACUUM on the server if needed",
+    "optimize": "PostgreSQL keeps its statistics on its own (autovacuum's ANALYZE)",
+    "checkpoint": "PostgreSQL checkpoints on its own; there is no WAL file to truncate here",
+}
+
+
+def _db_path(obj: Any, command: str | None = None) -> Path | None:
+    """The database file named by ``--db`` (``None`` for ``:memory:`` and for a store on a
+    server; a SQLite-file ``command`` refuses a server store with what to do instead)."""
     url = parse_url(obj.db if obj.db is not None else default_url())
     if url.scheme != "sqlite":
-        raise click.ClickException(f"this command needs a sqlite database, not {url.scheme!r}")
+        if command is not None:
+            raise click.ClickException(_ON_A_SERVER.get(
+                command, f"this command needs a sqlite database, not {url.scheme!r}"))
+        return None
     return None if url.memory else Path(url.path)
 
 
 @contextmanager
-def _existing_store(obj: Any, **kwargs: Any) -> Iterator[Any]:
+def _existing_store(obj: Any, command: str | None = None, **kwargs: Any) -> Iterator[Any]:
     """Open the store only if its file exists (maintenance never creates a database)."""
-    path = _db_path(obj)
+    path = _db_path(obj, command)
     if path is not None and not path.exists():
         raise click.ClickException(f"no database at {path} (create one with `hive-store init`)")
     if path is None:
@@ -148,9 +164,14 @@ def stats_command(obj: Any, since: str | None, until: str | None,
         con = _console()
         db = data["database"]
         w = data["window"]
-        con.print(f"[bold]{escape(db['path'])}[/]  size {_size(db['size_bytes'])}, WAL "
-                  f"{_size(db['wal_bytes'])}, {db['page_count']} pages of {db['page_size']} B, "
-                  f"{db['freelist_count']} free (auto_vacuum {db['auto_vacuum']})")
+        if "page_count" in db:
+            con.print(f"[bold]{escape(db['path'])}[/]  size {_size(db['size_bytes'])}, WAL "
+                      f"{_size(db['wal_bytes'])}, {db['page_count']} pages of "
+                      f"{db['page_size']} B, {db['freelist_count']} free (auto_vacuum "
+                      f"{db['auto_vacuum']})")
+        else:  # a database on a server
+            con.print(f"[bold]{escape(db['path'])}[/]  size {_size(db['size_bytes'])}, "
+                      f"server {escape(db.get('server_version'))}")
         t = data["totals"]
         con.print(f"{w['since']} .. {w['until']} (UTC): {t['conversations']} conversations, "
                   f"{t['tokens_input'] + t['tokens_output']} tokens, ${t['cost']:.4f}")
@@ -189,7 +210,7 @@ def stats_command(obj: Any, since: str | None, until: str | None,
 @click.pass_obj
 def vacuum(obj: Any, full: bool, max_pages: int | None) -> None:
     """Return free pages to the filesystem (incremental vacuum)."""
-    with _existing_store(obj) as store:
+    with _existing_store(obj, "vacuum") as store:
         result = Maintenance(store).vacuum(full=full, max_pages=max_pages)
     before, after = result["before"], result["after"]
 
@@ -208,7 +229,7 @@ def vacuum(obj: Any, full: bool, max_pages: int | None) -> None:
 @click.pass_obj
 def optimize(obj: Any, analyze: bool) -> None:
     """Refresh the query planner's statistics (PRAGMA optimize / ANALYZE)."""
-    with _existing_store(obj) as store:
+    with _existing_store(obj, "optimize") as store:
         result = Maintenance(store).optimize(analyze=analyze)
     _emit(obj, result, lambda: click.echo(
         f"{result['mode']}: statistics for {result['tables_with_statistics']} table(s) "
@@ -223,7 +244,7 @@ def optimize(obj: Any, analyze: bool) -> None:
 @click.pass_obj
 def checkpoint(obj: Any, truncate: bool, timeout: float) -> None:
     """Copy the WAL back into the database file."""
-    with _existing_store(obj) as store:
+    with _existing_store(obj, "checkpoint") as store:
         result = Maintenance(store).checkpoint(truncate=truncate, timeout=timeout)
 
     def human() -> None:
@@ -242,7 +263,7 @@ def checkpoint(obj: Any, truncate: bool, timeout: float) -> None:
 @click.pass_obj
 def backup(obj: Any, dest: str, force: bool, no_verify: bool) -> None:
     """Copy the database to DEST while it is in use (SQLite's online backup)."""
-    with _existing_store(obj) as store:
+    with _existing_store(obj, "backup") as store:
         if _stderr_is_terminal():  # a progress bar only for people watching
             from rich.progress import Progress
 
@@ -266,7 +287,7 @@ def backup(obj: Any, dest: str, force: bool, no_verify: bool) -> None:
 @click.pass_obj
 def restore_command(obj: Any, src: str) -> None:
     """Replace the database with the backup SRC (checked first; the old one is kept)."""
-    path = _db_path(obj)
+    path = _db_path(obj, "restore")
     if path is None:
         raise click.ClickException("restore needs a database file, not :memory:")
     result = restore(src, path)

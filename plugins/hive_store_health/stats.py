@@ -27,6 +27,10 @@ to the day of its timestamp's first ten characters, so hive-store's
 Every analytics query is driven by a range on an index (see :func:`query_plans`; the join
 order is pinned with ``CROSS JOIN``); row counts use ``count(*)``, which SQLite answers from
 the table's smallest index. All numbers come from one read snapshot.
+
+On a PostgreSQL store the same questions are asked in PostgreSQL's SQL (:data:`PG_QUERIES`:
+a day is the UTC date of a ``timestamptz``, stage entries come from the ``json`` metadata)
+and give the same numbers; :func:`query_plans` is SQLite's only.
 """
 
 from __future__ import annotations
@@ -114,6 +118,58 @@ SELECT substr(a.created_at, 1, 10) AS day, a.event_type, count(*)
 FROM activity_log AS a
 WHERE a.created_at >= ? AND a.created_at < ?
 GROUP BY day, a.event_type ORDER BY day, a.event_type"""
+
+# The same questions in PostgreSQL's words (timestamps are timestamptz there: a day is the
+# UTC date of the instant; JSON is the json type; a non-number in the metadata counts as none).
+_DAY_PG = "to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+_NUM_PG = "CASE WHEN json_typeof(s->'{key}') = 'number' THEN (s->>'{key}')::numeric END"
+PG_QUERIES: dict[str, str] = {
+    "daily": f"""
+SELECT {_DAY_PG.format(col="c.created_at")} AS day, count(*),
+       coalesce(sum(c.total_cost), 0)::float8, coalesce(sum(c.input_tokens), 0)::bigint,
+       coalesce(sum(c.output_tokens), 0)::bigint
+FROM conversations AS c
+WHERE c.created_at >= %s AND c.created_at < %s
+GROUP BY day ORDER BY day""",
+    "messages": """
+SELECT m.model_used, m.stage, count(*)
+FROM conversations AS c
+JOIN messages AS m ON m.conversation_id = c.id
+WHERE c.created_at >= %s AND c.created_at < %s
+  AND (m.model_used IS NOT NULL OR m.stage IS NOT NULL)
+GROUP BY m.model_used, m.stage""",
+    "stage_runs": f"""
+SELECT s->>'model', s->>'stage', count(*),
+       coalesce(sum({_NUM_PG.format(key="cost")}), 0)::float8,
+       coalesce(sum(trunc({_NUM_PG.format(key="tokens_input")})), 0)::bigint,
+       coalesce(sum(trunc({_NUM_PG.format(key="tokens_output")})), 0)::bigint
+FROM conversations AS c
+JOIN activity_log AS a ON a.conversation_id = c.id
+CROSS JOIN LATERAL json_array_elements(
+    CASE WHEN json_typeof(a.metadata) = 'object'
+          AND json_typeof(a.metadata->'stages') = 'array' THEN a.metadata->'stages' END) AS s
+WHERE c.created_at >= %s AND c.created_at < %s
+  AND a.event_type = 'pipeline_complete' AND json_typeof(s) = 'object'
+GROUP BY 1, 2""",
+    "usage_daily": f"""
+SELECT {_DAY_PG.format(col='u."timestamp"')} AS day, count(*), coalesce(sum(u.cost), 0)::float8,
+       coalesce(sum(u.tokens_input), 0)::bigint, coalesce(sum(u.tokens_output), 0)::bigint
+FROM usage_records AS u
+WHERE u."timestamp" >= %s AND u."timestamp" < %s
+GROUP BY day ORDER BY day""",
+    "usage_models": """
+SELECT u.model_used, count(*), coalesce(sum(u.cost), 0)::float8,
+       coalesce(sum(u.tokens_input), 0)::bigint, coalesce(sum(u.tokens_output), 0)::bigint
+FROM usage_records AS u
+WHERE u."timestamp" >= %s AND u."timestamp" < %s
+GROUP BY u.model_used""",
+    "events": f"""
+SELECT {_DAY_PG.format(col="a.created_at")} AS day, a.event_type, count(*)
+FROM activity_log AS a
+WHERE a.created_at >= %s AND a.created_at < %s
+GROUP BY day, a.event_type ORDER BY day, a.event_type""",
+}
+"""The analytics queries on a PostgreSQL store (same results as :data:`QUERIES`)."""
 
 QUERIES: dict[str, str] = {
     "daily": SQL_DAILY,
@@ -245,6 +301,8 @@ def stats(store: Any, since: date | str | None = None, until: date | str | None 
     """
     first, last = window(since, until, days=days)
     params = _bounds(first, last)
+    if getattr(store.backend, "dialect", None) == "postgresql":
+        return _report(first, last, *_collect_pg(store, params))
     backend = _sqlite(store)
     try:
         with backend.connection() as raw, _Snapshot(raw) as conn:
@@ -271,7 +329,43 @@ def stats(store: Any, since: date | str | None = None, until: date | str | None 
         from hive_store_sqlite.backend import translate_error
 
         raise translate_error(exc, "collecting statistics") from None
+    return _report(first, last, database, row_counts, daily_rows, message_rows, run_rows,
+                   usage_rows, usage_models, event_rows)
 
+
+def _collect_pg(store: Any, params: tuple[str, str]) -> tuple[Any, ...]:
+    """:func:`stats`'s rows from a PostgreSQL store, in one read-only snapshot."""
+    backend = store.backend
+    try:
+        with backend.connection() as conn:
+            own = not backend.in_transaction()
+            if own:
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                facts = backend.describe()
+                database = {"path": facts.get("path"), "size_bytes": facts.get("size_bytes"),
+                            "wal_bytes": None, "server_version": facts.get("server_version")}
+                tables = backend.sql.table_names(conn)
+                row_counts = {
+                    name: conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()[0]
+                    for name in sorted(store.entities) if name in tables}
+                rows = {name: conn.execute(sql, params).fetchall()
+                        for name, sql in PG_QUERIES.items()}
+            finally:
+                if own:
+                    conn.execute("COMMIT")
+    except HiveStoreError:
+        raise
+    except backend.sql.errors as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise HiveStoreError(f"collecting statistics: {first}") from None
+    return (database, row_counts, rows["daily"], rows["messages"], rows["stage_runs"],
+            rows["usage_daily"], rows["usage_models"], rows["events"])
+
+
+def _report(first: date, last: date, database: dict[str, Any], row_counts: dict[str, int],
+            daily_rows: Any, message_rows: Any, run_rows: Any, usage_rows: Any,
+            usage_models: Any, event_rows: Any) -> dict[str, Any]:
     daily = [{"day": d, "conversations": n, "cost": cost, "tokens_input": ti,
               "tokens_output": to} for d, n, cost, ti, to in daily_rows]
     by_model: dict[Any, dict[str, Any]] = {}

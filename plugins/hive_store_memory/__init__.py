@@ -166,6 +166,13 @@ def _embedder(store: Store) -> Embedder | None:
 
 
 @hookimpl
+def hive_store_supported_dialects() -> Sequence[str]:
+    # SQLite only (FTS5 tables, SQLite triggers and SQL functions): skipped, with one line in
+    # `plugins --all` and `health`, on other backends.
+    return ["sqlite"]
+
+
+@hookimpl
 def hive_store_register_migrations() -> Sequence[MigrationSet]:
     return [migration_set()]
 

@@ -33,8 +33,9 @@ def hive_store_register_migrations() -> Sequence[MigrationSet]:
 
 @hookimpl
 def hive_store_migrator(backend: Any) -> SQLiteMigrator | None:
-    # Our runner speaks SQLite's dialect through the backend's sqlite3 connections.
-    return SQLiteMigrator(backend) if getattr(backend, "dialect", None) == "sqlite" else None
+    # Our runner speaks to any backend that describes its SQL (backend.sql: SQLite, PostgreSQL).
+    sql = getattr(backend, "sql", None)
+    return SQLiteMigrator(backend) if getattr(sql, "name", None) is not None else None
 
 
 @hookimpl

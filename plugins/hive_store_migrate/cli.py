@@ -358,13 +358,24 @@ def schema_diff(obj: Any) -> None:
     store = _open_for_reading(obj)
     try:
         connection = getattr(store.backend, "connection", None)
-        if getattr(store.backend, "dialect", None) != "sqlite" or connection is None:
-            raise click.ClickException("schema diff needs a SQLite database")
-        with connection() as conn:
-            actual = describe(conn)
+        dialect = getattr(store.backend, "dialect", None)
+        if dialect not in ("sqlite", "postgresql") or connection is None:
+            raise click.ClickException(f"schema diff knows SQLite and PostgreSQL databases, "
+                                       f"not {dialect!r}")
+        first = core_migrations().for_dialect(dialect).migrations[0].statements
+        if dialect == "postgresql":
+            from hive_store_migrate import schema_pg
+
+            with connection() as conn:
+                actual = schema_pg.describe(conn)
+                expected = schema_pg.canonical(conn, first)
+        else:
+            with connection() as conn:
+                actual = describe(conn)
+            expected = canonical(first)
     finally:
         store.close()
-    report = compare(actual, canonical(core_migrations().migrations[0].statements))
+    report = compare(actual, expected)
 
     def human() -> None:
         click.echo("\n".join(report.differences) if report.differences

@@ -20,8 +20,12 @@
   also brings the core set up to date.
 
 Planning (``plan_*`` functions) is pure: it takes what is applied and held as data, so the
-read-only commands compute their report without writing. The SQLite-specific parts are the
-record tables' SQL, the ``sqlite3`` connections and the adoption.
+read-only commands compute their report without writing.
+
+The runner speaks to any backend that gives a :class:`hive_store.migrations.SQLDialect` as
+``backend.sql`` (SQLite and PostgreSQL do): it runs each set's variant for the backend's dialect
+(:func:`hive_store.migrations.for_dialect`) and leaves out the sets that cannot run there. The
+SQLite-only part is the adoption of legacy Hive files.
 """
 
 from __future__ import annotations
@@ -38,7 +42,14 @@ from typing import Any
 import attrs
 
 from hive_store.errors import IntegrityError, MigrationError
-from hive_store.migrations import AppliedMigration, Migration, MigrationSet, order_sets
+from hive_store.migrations import (
+    AppliedMigration,
+    Migration,
+    MigrationSet,
+    SQLDialect,
+    for_dialect,
+    order_sets,
+)
 from hive_store_migrate.adopt import (
     AdoptionPlan,
     AdoptionReport,
@@ -276,31 +287,41 @@ def plan_to(sets: Sequence[MigrationSet], applied: Sequence[AppliedMigration],
 
 
 class SQLiteMigrator:
-    """Implements :class:`hive_store.migrations.Migrator` on a SQLite backend."""
+    """Implements :class:`hive_store.migrations.Migrator` on a backend with a
+    :class:`~hive_store.migrations.SQLDialect` (``backend.sql``): SQLite, PostgreSQL. (The
+    name is the one it had when SQLite was the only backend.)"""
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend
+        self.sql: SQLDialect = backend.sql
+        self.dialect: str = self.sql.name
         self.adoption: AdoptionReport | None = None
+
+    def _sets(self, sets: Sequence[MigrationSet]) -> list[MigrationSet]:
+        """The sets as this backend runs them (its dialect's variants; see the docstring)."""
+        return for_dialect(sets, self.dialect)
+
+    def _exec(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one of the runner's own statements, ``?`` placeholders in the dialect's form."""
+        if self.sql.param != "?":
+            sql = sql.replace("?", self.sql.param)
+        return conn.execute(sql, params)
 
     # -- reading the record ---------------------------------------------------------------------
 
-    @staticmethod
-    def _exists(conn: sqlite3.Connection, table: str) -> bool:
-        return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                            (table,)).fetchone() is not None
+    def _exists(self, conn: Any, table: str) -> bool:
+        return table in self.sql.table_names(conn)
 
-    @classmethod
-    def _applied_rows(cls, conn: sqlite3.Connection) -> list[AppliedMigration]:
-        if not cls._exists(conn, RECORD_TABLE):
+    def _applied_rows(self, conn: Any) -> list[AppliedMigration]:
+        if not self._exists(conn, RECORD_TABLE):
             return []
         rows = conn.execute(
             f"SELECT namespace, version, name, checksum, applied_at, duration_ms "
             f"FROM {RECORD_TABLE} ORDER BY namespace, version").fetchall()
         return [AppliedMigration(*r) for r in rows]
 
-    @classmethod
-    def _hold_rows(cls, conn: sqlite3.Connection) -> dict[str, int]:
-        if not cls._exists(conn, HOLDS_TABLE):
+    def _hold_rows(self, conn: Any) -> dict[str, int]:
+        if not self._exists(conn, HOLDS_TABLE):
             return {}
         return dict(conn.execute(f"SELECT namespace, version FROM {HOLDS_TABLE}").fetchall())
 
@@ -323,6 +344,7 @@ class SQLiteMigrator:
 
     def verify(self, sets: Sequence[MigrationSet]) -> list[Drift]:
         """Drift (changed files), applied migrations with no file, pending and held ones."""
+        sets = self._sets(sets)
         applied_rows, holds = self._state()
         applied = {(a.namespace, a.version): a for a in applied_rows}
         held = effective_holds(sets, applied_rows, holds)
@@ -348,6 +370,7 @@ class SQLiteMigrator:
 
     def pending(self, sets: Sequence[MigrationSet]) -> list[tuple[str, Migration]]:
         """What :meth:`upgrade` (``open()``) would apply: held sets stay where they are."""
+        sets = self._sets(sets)
         applied, holds = self._state()
         return [(s.namespace, s.migration)
                 for s in plan_up(sets, applied, allow_drift=True, holds=holds)]
@@ -360,6 +383,7 @@ class SQLiteMigrator:
         On a legacy database the plan starts with the adoption (the core's first step, with
         direction ``"adopt"``) and the core's later steps, which run in its transaction.
         """
+        sets = self._sets(sets)
         applied, holds = self._state()
         adoption: list[Step] = []
         core = next((s for s in sets if s.namespace == CORE_NAMESPACE), None)
@@ -399,6 +423,7 @@ class SQLiteMigrator:
                 with view as callback:
                     return self.upgrade(sets, allow_drift=allow_drift, progress=callback,
                                         lift_holds=lift_holds, namespace=namespace)
+        sets = self._sets(sets)
         only = None
         if namespace is not None:
             check_target(sets, namespace, None)
@@ -412,11 +437,12 @@ class SQLiteMigrator:
                                     only=only):
             return ran
         with self.backend.transaction() as conn:
+            self.sql.lock_migrations(conn)
             conn.execute(_CREATE_RECORD)
             holds = self._hold_rows(conn)
             lift = [ns for ns in holds if lift_holds and (only is None or ns in only)]
             for ns in lift:
-                conn.execute(f"DELETE FROM {HOLDS_TABLE} WHERE namespace = ?", (ns,))
+                self._exec(conn, f"DELETE FROM {HOLDS_TABLE} WHERE namespace = ?", (ns,))
             remaining = {k: v for k, v in holds.items() if k not in lift}
             steps = plan_up(sets, self._applied_rows(conn), allow_drift=allow_drift,
                             holds=remaining, only=only)
@@ -431,6 +457,7 @@ class SQLiteMigrator:
         """Go up or down to ``to`` in one transaction and hold the set there (a version below
         its latest); a data-dropping down step needs ``force``, taking down the sets that
         depend on it needs ``cascade``."""
+        sets = self._sets(sets)
         check_target(sets, namespace, to)
         ran = self._adopt_if_legacy(sets, progress)
         try:
@@ -450,6 +477,7 @@ class SQLiteMigrator:
                     force: bool, allow_drift: bool, cascade: bool,
                     progress: ProgressFn | None) -> list[Step]:
         with self.backend.transaction() as conn:
+            self.sql.lock_migrations(conn)
             conn.execute(_CREATE_RECORD)
             applied = self._applied_rows(conn)
             steps, hold_changes = plan_to(sets, applied, self._hold_rows(conn), namespace, to,
@@ -465,27 +493,27 @@ class SQLiteMigrator:
                         )
                 # Down steps delete parents before their children's tables are dropped (0002
                 # deletes the seed profiles, then 0001 drops conversations): foreign keys are
-                # checked at COMMIT, once every step ran. Reset by SQLite at the transaction end.
-                conn.execute("PRAGMA defer_foreign_keys = ON")
+                # checked at COMMIT, once every step ran (for this transaction only).
+                self.sql.defer_foreign_keys(conn)
             for step in steps:
                 self._run(conn, step, progress)
             for ns, version in hold_changes.items():
                 if version is None:
                     if self._exists(conn, HOLDS_TABLE):
-                        conn.execute(f"DELETE FROM {HOLDS_TABLE} WHERE namespace = ?", (ns,))
+                        self._exec(conn, f"DELETE FROM {HOLDS_TABLE} WHERE namespace = ?",
+                                   (ns,))
                 else:
                     conn.execute(_CREATE_HOLDS)
-                    conn.execute(f"INSERT INTO {HOLDS_TABLE} (namespace, version, held_at) "
+                    self._exec(conn, f"INSERT INTO {HOLDS_TABLE} (namespace, version, held_at) "
                                  "VALUES (?, ?, ?) ON CONFLICT (namespace) DO UPDATE SET "
                                  "version = excluded.version, held_at = excluded.held_at",
                                  (ns, version, _now()))
         return steps
 
-    @staticmethod
-    def data_loss(conn: sqlite3.Connection, steps: Sequence[Step]) -> list[tuple[str, int]]:
+    def data_loss(self, conn: Any, steps: Sequence[Step]) -> list[tuple[str, int]]:
         """Rows the down steps would drop: ``DROP TABLE``, ``DELETE`` and ``DROP COLUMN``."""
         losses: list[tuple[str, int]] = []
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = self.sql.table_names(conn)
         for step in steps:
             if step.direction != "down":
                 continue
@@ -515,8 +543,7 @@ class SQLiteMigrator:
                         losses.append((f"column {m.group(1)}.{m.group(2)}", n))
         return losses
 
-    def _run(self, conn: sqlite3.Connection, step: Step,
-             progress: ProgressFn | None = None) -> None:
+    def _run(self, conn: Any, step: Step, progress: ProgressFn | None = None) -> None:
         m = step.migration
         start = time.perf_counter()
         statements = step.sql
@@ -525,19 +552,21 @@ class SQLiteMigrator:
         for index, statement in enumerate(statements, 1):
             try:
                 conn.execute(statement)
-            except sqlite3.Error as exc:
+            except self.sql.errors as exc:
                 raise MigrationError(
                     f"migration {step.namespace} {m.version:04d} ({m.name}) failed at "
-                    f"{'down ' if step.direction == 'down' else ''}statement {index}: {exc}; "
+                    f"{'down ' if step.direction == 'down' else ''}statement {index}: "
+                    f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]}; "
                     "nothing of this run was applied"
                 ) from None
             if progress is not None:
                 progress(phase, index, len(statements), "statements")
         if step.direction == "down":
-            conn.execute(f"DELETE FROM {RECORD_TABLE} WHERE namespace = ? AND version = ?",
-                         (step.namespace, m.version))
+            self._exec(conn, f"DELETE FROM {RECORD_TABLE} WHERE namespace = ? AND version = ?",
+                       (step.namespace, m.version))
             return
-        conn.execute(
+        self._exec(
+            conn,
             f"INSERT INTO {RECORD_TABLE} (namespace, version, name, checksum, applied_at, "
             "duration_ms, down_sql) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (step.namespace, m.version, m.name, m.checksum, _now(),
@@ -560,12 +589,16 @@ class SQLiteMigrator:
         return version if isinstance(version, int) else None
 
     def legacy_state(self) -> LegacyState | None:
+        if self.dialect != "sqlite":
+            return None  # legacy Hive databases are SQLite files
         with self.backend.connection() as conn:
             return detect(conn, RECORD_TABLE, HOLDS_TABLE)
 
     def adoption_plan(self, sets: Sequence[MigrationSet]) -> AdoptionPlan | None:
         """What adoption would do (``None`` if the database is not a legacy one); reads only."""
-        first = self._core_first(sets)
+        if self.legacy_state() is None:
+            return None
+        first = self._core_first(self._sets(sets))
         with self.backend.connection() as conn:
             state = detect(conn, RECORD_TABLE, HOLDS_TABLE)
             return None if state is None else plan_adoption(conn, first, state)
@@ -640,7 +673,8 @@ class SQLiteMigrator:
 
 
 def _hive_versions(conn: sqlite3.Connection) -> set[int]:
-    """The versions the old Hive runner's ``schema_migrations`` records."""
-    if not SQLiteMigrator._exists(conn, "schema_migrations"):
+    """The versions the old Hive runner's ``schema_migrations`` records (adoption: SQLite)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' "
+                    "AND name='schema_migrations'").fetchone() is None:
         return set()
     return {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}

@@ -40,6 +40,7 @@ from hive_store.errors import (
 )
 from hive_store.url import StoreURL
 from hive_store_sqlite import files, iterators, ownership, waits
+from hive_store_sqlite.dialect import DIALECT
 from hive_store_sqlite.files import quote_uri_path
 from hive_store_sqlite.options import SQLiteOptions
 from hive_store_sqlite.ownership import ForkedStore, Held, TransactionSuspended, Tx
@@ -132,6 +133,7 @@ class SQLiteBackend:
     """See the module docstring. Built by the plugin's ``hive_store_backend`` hook."""
 
     dialect = "sqlite"
+    sql = DIALECT  # what the migration runner needs to know (hive_store.migrations.SQLDialect)
 
     def __init__(self, url: StoreURL, options: SQLiteOptions,
                  prepare: Callable[[sqlite3.Connection, SQLiteBackend], None]) -> None:

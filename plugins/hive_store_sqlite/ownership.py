@@ -24,18 +24,18 @@ marked, and its next use raises :class:`ForkedStore`.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import sqlite3
 import sys
 import threading
 import weakref
 from pathlib import Path
-from types import CodeType, FrameType
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from hive_store import ownership as _ownership
 from hive_store.errors import StorageError, StoreClosed
 
 if TYPE_CHECKING:
@@ -51,12 +51,6 @@ class ForkedStore(StoreClosed):
     """A store opened before ``os.fork()`` was used in the child process."""
 
 
-_SUSPENDABLE = (inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
-                | inspect.CO_ITERABLE_COROUTINE)
-_CM_ENTER: frozenset[CodeType] = frozenset({
-    contextlib._GeneratorContextManager.__enter__.__code__,
-    contextlib._AsyncGeneratorContextManager.__aenter__.__code__,
-})
 # Frames of hive-store itself (the façade, the aio façade, this plugin) and of contextlib are
 # looked through: the owner is the caller's frame.
 _INTERNAL = tuple(sorted({
@@ -68,40 +62,13 @@ _INTERNAL = tuple(sorted({
 
 def owner_frame(depth: int) -> FrameType | None:
     """The generator or coroutine frame whose ``with`` block is opening a transaction or
-    borrowing a connection (``depth`` frames above the caller), or ``None`` when that code is
-    a plain function."""
-    frame: FrameType | None = sys._getframe(depth + 1)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_filename.startswith(_INTERNAL):
-            frame = frame.f_back
-            continue
-        if not code.co_flags & _SUSPENDABLE:
-            return None
-        back = frame.f_back
-        if back is not None and back.f_code in _CM_ENTER:
-            frame = back.f_back  # a @contextmanager generator: its with-block owns it
-            continue
-        return frame
-    return None
+    borrowing a connection (``depth`` frames above the caller), or ``None`` for a plain
+    function (:func:`hive_store.ownership.owner_frame`, shared with other backends)."""
+    return _ownership.owner_frame(depth + 1, _INTERNAL)
 
 
-def running_here(owner: FrameType) -> bool:
-    """Whether ``owner`` is running on the current thread's stack (a suspended generator's
-    frame is on no stack; one resumed by another thread is on that thread's)."""
-    if owner.f_back is None:
-        return False
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame is owner:
-            return True
-        frame = frame.f_back
-    return False
-
-
-def describe(owner: FrameType) -> str:
-    code = owner.f_code
-    return f"{code.co_name}() ({code.co_filename}:{owner.f_lineno})"
+running_here = _ownership.running_here
+describe = _ownership.describe
 
 
 @attrs.define(eq=False)
